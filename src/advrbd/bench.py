@@ -1,0 +1,139 @@
+"""Benchmark grid (SPEC §11): attacks × defenses × seeds on one profile.
+
+Each finished cell is appended to ``DIR/results.json`` at once (atomically), so an interrupted grid
+resumes where it stopped. Defenses of one attack share one standard (backdoored) training, which is
+also the reference for cost ratios (``standard_train_seconds``).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .attacks import create_attack
+from .defenses import DEFENSES
+from .io import load_state_dict, read_json, save_state_dict, write_json
+from .pipeline import (environment, evaluate_defense, make_context, prepare, resolve_recipe, round_evaluator,
+                       run_defense, subset_poisoned, train_standard)
+from .profiles import Profile
+from .types import PoisonedDataset
+
+log = logging.getLogger(__name__)
+KEY = ("dataset", "model", "attack", "poison_rate", "defense", "seed")
+
+
+def _clean_poisoned(train) -> PoisonedDataset:
+    n = len(train)
+    z = torch.zeros(n, dtype=torch.bool)
+    return PoisonedDataset(train, train.labels.clone(), z, z.clone(), "none", {})
+
+
+def _split_reserve(prep, frac: float, seed: int):
+    """Hold out a stratified clean reserve (before poisoning) for defenses that need clean data."""
+    from .data import stratified_subset
+
+    train = prep.splits.train
+    reserve = stratified_subset(train, max(1, round(frac * len(train))), seed + 7919)
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[reserve.index] = False
+    rest = train.subset(keep.nonzero().flatten())
+    return rest, train.subset(reserve.index)
+
+
+def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defenses: Sequence[str], out: Path, *,
+             rate: float = 0.05, target: int = 1, seeds: Sequence[int] = (0,), device: str = "auto",
+             reserve: float = 0.05, attack_settings: dict | None = None, defense_settings: dict | None = None,
+             progress: bool = False, on_cell: Callable[[dict], None] | None = None) -> list[dict[str, Any]]:
+    """Run the grid and return all cells (finished earlier and now)."""
+    for d in defenses:
+        DEFENSES.get(d)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    cells: list[dict] = read_json(results_path) if results_path.is_file() else []
+    done = {tuple(c[k] for k in KEY) for c in cells}
+    prep = prepare(data, profile, seed=0)
+    dataset = data or profile.data
+    need_reserve = any(getattr(DEFENSES.get(d), "requires_clean_reserve", False) for d in defenses)
+    train, clean_reserve = (_split_reserve(prep, reserve, 0) if need_reserve else (prep.splits.train, None))
+    test = prep.splits.test
+    env = environment()
+    for seed in seeds:
+        for attack_name in attacks:
+            attack = None if attack_name == "none" else create_attack(
+                attack_name, rate=rate, target=target, seed=seed, **(attack_settings or {}).get(attack_name, {}))
+            todo = [d for d in defenses
+                    if (dataset, profile.model, attack_name, rate if attack else 0.0, d, seed) not in done]
+            if not todo:
+                continue
+            poisoned = attack.poison(train) if attack else _clean_poisoned(train)
+            asr_set = attack.make_asr_set(test) if attack else None
+            recipe = resolve_recipe(profile, device, seed, attack)
+            work = out / "work" / f"{attack_name}-r{rate}-s{seed}"
+            std = _standard_cache(work, poisoned, profile, recipe, progress)
+            for d in todo:
+                extra = {"on_round": round_evaluator(test, attack, asr_set)} if attack else {}
+                ctx = make_context(poisoned.public(), profile, recipe, workdir=work / d, progress=progress,
+                                   clean_reserve=clean_reserve, standard_model=std.model, extra=extra)
+                log.info("cell %s × %s (seed %d)", attack_name, d, seed)
+                result, seconds = run_defense(d, (defense_settings or {}).get(d, {}), ctx, poisoned)
+                if d == "none":
+                    seconds = std.seconds
+                ev = evaluate_defense(result, poisoned.data, test, attack, poisoned if attack else None, asr_set)
+                cell = {"profile": profile.name, "dataset": dataset, "model": profile.model, "attack": attack_name,
+                        "poison_rate": rate if attack else 0.0, "target": target if attack else None, "defense": d,
+                        "seed": seed, "acc": ev["acc"], "asr": ev["asr"], "n_test": ev["n_test"], "n_asr": ev["n_asr"],
+                        "recall": ev.get("recall"), "fpr": ev.get("fpr"), "precision": ev.get("precision"),
+                        "auroc": ev.get("auroc"), "n_flagged": ev.get("n_flagged"), "seconds": seconds,
+                        "standard_train_seconds": std.seconds, "n_train": len(poisoned.data),
+                        "clean_reserve": len(clean_reserve) if clean_reserve is not None and
+                        getattr(DEFENSES.get(d), "requires_clean_reserve", False) else 0,
+                        "history": list(result.history) or None, **env}
+                cells.append(cell)
+                write_json(results_path, cells)
+                if on_cell:
+                    on_cell(cell)
+    return cells
+
+
+class _standard_cache:
+    """Lazily trained standard model of one attack cell, kept on disk so a resumed grid reuses it."""
+
+    def __init__(self, work: Path, poisoned: PoisonedDataset, profile: Profile, recipe, progress: bool):
+        self.work, self.poisoned, self.profile, self.recipe, self.progress = work, poisoned, profile, recipe, progress
+        self._model = None
+        self._seconds: float | None = None
+
+    def _ensure(self) -> None:
+        if self._model is not None:
+            return
+        ctx = make_context(self.poisoned.public(), self.profile, self.recipe, progress=self.progress)
+        weights, meta = self.work / "standard.safetensors", self.work / "standard.json"
+        if weights.is_file() and meta.is_file():
+            self._model = ctx.new_model()
+            self._model.load_state_dict(load_state_dict(weights))
+            self._seconds = float(read_json(meta)["seconds"])
+            return
+        self.work.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        self._model, _ = train_standard(ctx, self.work / "standard.ckpt")
+        self._seconds = time.perf_counter() - t
+        save_state_dict(weights, self._model.state_dict())
+        write_json(meta, {"seconds": self._seconds})
+        (self.work / "standard.ckpt").unlink(missing_ok=True)
+
+    def model(self) -> torch.nn.Module:
+        import copy
+
+        self._ensure()
+        return copy.deepcopy(self._model)  # defenses modify their model in place
+
+    @property
+    def seconds(self) -> float:
+        self._ensure()
+        return float(self._seconds)
+
+
+__all__ = ["run_grid", "subset_poisoned"]

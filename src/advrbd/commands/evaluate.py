@@ -1,0 +1,64 @@
+"""advrbd evaluate: ACC (and ASR against an attack) of a trained run's model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import BadInputError
+from ..io import write_json
+from ..metrics.model import evaluate
+from ..profiles import get_profile
+from .common import add_output_flags, emit, load_run_model
+
+HELP = "measure clean accuracy (and attack success rate with --attack-from) of a run's model"
+EXAMPLE = "advrbd evaluate --run runs/defended --attack-from poisoned/badnet --quant"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--run", required=True, help="run directory written by train or defend")
+    p.add_argument("--data", help="test data spec (default: the run's data)")
+    p.add_argument("--attack-from", metavar="DIR", help="directory written by `advrbd poison`: measure ASR of its attack")
+    p.add_argument("--quant", action="store_true", help="also evaluate simulated INT8 / INT4 weight quantization")
+    p.add_argument("--resize", type=int, default=None, help="resize test images to N×N")
+    add_output_flags(p)
+
+
+def run(args) -> int:
+    from ..data import load_dataset
+
+    model, cfg = load_run_model(args.run)
+    attack = None
+    if args.attack_from:
+        from ..attacks import load_poisoned
+
+        _, splits, attack = load_poisoned(Path(args.attack_from))
+        test = splits.test if not args.data else load_dataset(args.data, resize=args.resize).test
+    else:
+        spec = args.data or cfg.get("data")
+        if not spec:
+            raise BadInputError("no --data given and the run does not record its data")
+        if (Path(spec.split(":", 1)[-1]) / "manifest.json").is_file():
+            from ..attacks import load_poisoned
+
+            _, splits, attack = load_poisoned(Path(spec.split(":", 1)[-1]))
+        else:
+            splits = load_dataset(spec, resize=args.resize or cfg.get("resize"))
+        test = splits.test
+    if test.num_classes != cfg["num_classes"]:
+        raise BadInputError(f"the test data has {test.num_classes} classes, the model {cfg['num_classes']}")
+    ev = evaluate(model, test, attack)
+    out = {"acc": ev.acc, "n_test": ev.n_test, "asr": ev.asr, "n_asr": ev.n_asr,
+           "attack": getattr(attack, "name", None)}
+    if args.quant:
+        from ..quant import quantized_metrics
+
+        out["quant"] = quantized_metrics(model, test, attack)
+    write_json(Path(args.run) / "eval.json", out)
+    text = f"ACC {ev.acc:.2f}% (n={ev.n_test})"
+    if ev.asr is not None:
+        text += f"  ASR {ev.asr:.2f}% (n={ev.n_asr}, attack {attack.name})"
+    if args.quant:
+        text += "\n" + "\n".join(
+            f"  {k:>5}: ACC {v['acc']:.2f}%" + (f"  ASR {v['asr']:.2f}%" if v["asr"] is not None else "")
+            for k, v in out["quant"].items())
+    emit(args, text, out)
+    return 0

@@ -1,0 +1,82 @@
+"""Small helpers shared by the baseline defenses: feature extraction, per-sample losses, setting checks.
+
+No training loops live here: every baseline trains through :func:`advrbd.train.loop.fit`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import BadInputError, ConfigError
+from ..train.infer import autocast, model_device, predict_logits
+from ..types import ImageData
+
+
+def check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> None:
+    """Raise ``ConfigError`` unless ``lo (<|<=) value (<|<=) hi``."""
+    ok_lo = value > lo if lo_open else value >= lo
+    ok_hi = value < hi if hi_open else value <= hi
+    if not (ok_lo and ok_hi and math.isfinite(value)):
+        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+        raise ConfigError(f"setting {name!r} must be in {left}{lo}, {hi}{right}; got {value!r}")
+
+
+def scaled_epochs(factor: float, epochs: int) -> int:
+    """``factor × epochs`` rounded, at least 1 (stage lengths are relative to the profile's recipe)."""
+    return max(1, int(round(factor * epochs)))
+
+
+def clone_model(model: torch.nn.Module) -> torch.nn.Module:
+    """Independent copy: ``ctx.backdoored_model()`` may hand the same cached object to several defenses."""
+    return copy.deepcopy(model)
+
+
+def require_classifier(model: torch.nn.Module, who: str) -> None:
+    """The defense needs the :class:`advrbd.models.Classifier` contract (``features(x)`` and a linear ``head``)."""
+    if not (callable(getattr(model, "features", None)) and isinstance(getattr(model, "head", None), torch.nn.Linear)):
+        raise BadInputError(
+            f"{who} needs a model with features(x) -> N×D and a linear head (advrbd.models.Classifier); "
+            f"got {type(model).__name__}"
+        )
+
+
+@torch.no_grad()
+def features(model: torch.nn.Module, data: ImageData | torch.Tensor, batch_size: int = 512,
+             precision: str = "auto") -> torch.Tensor:
+    """Penultimate features ``model.features(x)`` (float32, CPU, ``N×D``) in eval mode.
+
+    data: ``ImageData`` (uint8) or float ``[0,1]`` NCHW tensor.
+    """
+    dev = model_device(model)
+    was_training = model.training
+    model.eval()
+    n = len(data) if isinstance(data, ImageData) else data.shape[0]
+    out = []
+    for s in range(0, n, batch_size):
+        if isinstance(data, ImageData):
+            x = data.images[s : s + batch_size].to(dev).permute(0, 3, 1, 2).float().div_(255)
+        else:
+            x = data[s : s + batch_size].to(dev)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(dev, precision):
+            out.append(model.features(x).float().flatten(1).cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+def per_sample_loss(model: torch.nn.Module, data: ImageData, labels: torch.Tensor | None = None,
+                    precision: str = "auto") -> torch.Tensor:
+    """Cross-entropy of every sample (float32, CPU, ``N``) in eval mode, without augmentation."""
+    logits = predict_logits(model, data, precision=precision)
+    y = data.labels if labels is None else labels
+    return F.cross_entropy(logits, y.cpu(), reduction="none")
+
+
+def fraction_count(fraction: float, n: int) -> int:
+    """How many of ``n`` samples a rate ``fraction`` selects (at least 1 when ``fraction > 0``)."""
+    if fraction <= 0 or n == 0:
+        return 0
+    return min(n, max(1, int(round(fraction * n))))

@@ -1,0 +1,30 @@
+"""Stages 4 and 5: clean training from scratch on the samples identified as clean, then relabel the
+suspected samples with the clean model's prediction and fine-tune on the whole relabelled set (Eq. 5)."""
+from __future__ import annotations
+
+import torch
+
+from ...train.infer import predict
+from ...train.loop import TrainConfig, fit
+from ...types import ImageData
+
+
+def clean_training(new_model, data: ImageData, suspected: torch.Tensor, recipe: TrainConfig, epochs: int,
+                   checkpoint=None, progress: bool = False) -> torch.nn.Module:
+    model = new_model()
+    keep = (~suspected).nonzero().flatten()
+    cfg = TrainConfig(**{**recipe.__dict__, "epochs": epochs})
+    fit(model, data, cfg, indices=keep, checkpoint=checkpoint, progress="clean training" if progress else False)
+    return model
+
+
+def relabel(model: torch.nn.Module, data: ImageData, suspected: torch.Tensor) -> torch.Tensor:
+    """int64 N: the clean model's prediction for suspected samples, the given label elsewhere."""
+    pred = predict(model, data)
+    return torch.where(suspected, pred, data.labels)
+
+
+def relearn(model: torch.nn.Module, data: ImageData, labels: torch.Tensor, recipe: TrainConfig, epochs: int,
+            lr: float, checkpoint=None, progress: bool = False) -> None:
+    cfg = TrainConfig(**{**recipe.__dict__, "epochs": epochs, "lr": lr, "warmup": 0.0})
+    fit(model, data, cfg, labels=labels, checkpoint=checkpoint, progress="relearning" if progress else False)

@@ -1,0 +1,56 @@
+"""Stage 1: perturbation-consistency score (paper Alg. 1, Eq. 3).
+
+s_i = KL(p(x_i) ‖ p(x_i + m_i⊙δ_i)) with a random square patch mask m_i of side r and δ_i found by
+patch-restricted PGD (‖δ‖∞ ≤ ε). Poisoned samples are robust (small s); clean ones sensitive (large s).
+Fully batched on the model's device; no per-sample Python.
+"""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from ...adversarial import consistency_kl, random_patch_masks
+from ...seeding import generator
+from ...train.infer import autocast, model_device
+from ...types import ImageData
+from .settings import AdvrBDSettings
+
+
+def consistency_scores(
+    model: torch.nn.Module,
+    data: ImageData,
+    indices: torch.Tensor,
+    s: AdvrBDSettings,
+    stage: str,
+    progress: bool = False,
+) -> torch.Tensor:
+    """KL scores (float32, CPU) for the samples at ``indices`` of ``data``, in that order."""
+    dev = model_device(model)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    c, h, w = data.shape
+    side = max(1, round(s.patch_frac * min(h, w)))
+    g = generator(s.seed, "advrbd-score", stage, device=dev)
+    out = []
+    bar = tqdm(total=len(indices), desc=f"scoring ({stage})", disable=not progress, unit="img", leave=False)
+    try:
+        for start in range(0, len(indices), s.batch_size):
+            idx = indices[start : start + s.batch_size]
+            x = data.float_nchw(idx, dev).contiguous(memory_format=torch.channels_last)
+            mask = random_patch_masks(len(idx), h, w, side, g, dev)
+            kl = consistency_kl(model, x, mask, s.eps, s.pgd_steps, g, autocast_ctx=lambda: autocast(dev))
+            out.append(kl.float().cpu())
+            bar.update(len(idx))
+    finally:
+        bar.close()
+        for p in model.parameters():
+            p.requires_grad_(True)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def move_most_sensitive(scores: torch.Tensor, pool_r: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``pool_r`` (indices, scores aligned) into (k most sensitive = largest KL, the rest)."""
+    k = max(0, min(k, len(pool_r)))
+    order = torch.argsort(scores, descending=True, stable=True)
+    return pool_r[order[:k]], pool_r[order[k:]]

@@ -1,0 +1,41 @@
+"""Persistence of finished stages so an interrupted defense resumes at the last finished one."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...io import atomic_write_bytes
+
+
+class StageStore:
+    """Saves ``{name: dict of tensors / state_dicts / plain values}`` as ``<dir>/<prefix>-<name>.pt``.
+
+    Loaded with ``weights_only=True``. Without a directory it stores nothing (no resume).
+    """
+
+    def __init__(self, directory: Path | None, prefix: str, key: str):
+        self.dir, self.prefix, self.key = directory, prefix, key
+
+    def path(self, name: str) -> Path | None:
+        if self.dir is None:
+            return None
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self.dir / f"{self.prefix}-{name}.pt"
+
+    def load(self, name: str) -> dict[str, Any] | None:
+        p = self.path(name)
+        if p is None or not p.exists():
+            return None
+        state = torch.load(p, map_location="cpu", weights_only=True)
+        return state if state.get("_key") == self.key else None
+
+    def save(self, name: str, state: dict[str, Any]) -> None:
+        p = self.path(name)
+        if p is None:
+            return
+        buf = io.BytesIO()
+        torch.save({**state, "_key": self.key}, buf)
+        atomic_write_bytes(p, buf.getvalue())

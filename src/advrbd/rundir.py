@@ -1,0 +1,78 @@
+"""Writing a defense run directory (SPEC §1): model.safetensors, samples.csv, summary.json,
+evaluation.json (only with ground truth), suspicious.npz (gallery images for the report).
+Every file is written atomically; nothing of the user's input is modified."""
+from __future__ import annotations
+
+import csv
+import io as _io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .io import atomic_write_bytes, atomic_write_text, save_state_dict, write_json
+from .types import DefenseResult, ImageData, PoisonedDataset
+
+
+def samples_csv(data: ImageData, result: DefenseResult, poisoned: PoisonedDataset | None = None) -> str:
+    """One row per training sample: index, path, given label, score, verdict, suggested label
+    (+ true_label, true_poison, true_cover when ground truth is known, for evaluation only)."""
+    n = len(data)
+    scores = result.scores if result.scores is not None else torch.full((n,), float("nan"))
+    suspected = result.suspected if result.suspected is not None else torch.zeros(n, dtype=torch.bool)
+    relabels = result.relabels if result.relabels is not None else data.labels
+    kl = result.info.get("consistency_scores")
+    cols = ["index", "path", "given_label", "score", "verdict", "suggested_label"]
+    if kl is not None:
+        cols.append("consistency_kl")
+    if poisoned is not None:
+        cols += ["true_label", "true_poison", "true_cover"]
+    buf = _io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    paths = data.paths or ("",) * n
+    given, sc, sus, rel = data.labels.tolist(), scores.tolist(), suspected.tolist(), relabels.tolist()
+    klv = kl.tolist() if kl is not None else None
+    if poisoned is not None:
+        tl, tp, tc = poisoned.true_labels.tolist(), poisoned.poison_mask.int().tolist(), poisoned.cover_mask.int().tolist()
+    for i in range(n):
+        row = [int(data.index[i]), paths[i], given[i], f"{sc[i]:.6g}", "poisoned" if sus[i] else "clean", rel[i]]
+        if klv is not None:
+            row.append(f"{klv[i]:.6g}")
+        if poisoned is not None:
+            row += [tl[i], tp[i], tc[i]]
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def suspicious_npz(data: ImageData, result: DefenseResult, k: int = 16) -> bytes | None:
+    """The k most and least suspicious training images with labels and scores."""
+    if result.scores is None:
+        return None
+    order = torch.argsort(result.scores, descending=True, stable=True)
+    rel = result.relabels if result.relabels is not None else data.labels
+    arrays: dict[str, np.ndarray] = {}
+    for name, idx in (("most", order[:k]), ("least", order.flip(0)[:k])):
+        arrays[f"{name}_images"] = data.images[idx].numpy()
+        arrays[f"{name}_index"] = data.index[idx].numpy()
+        arrays[f"{name}_given"] = data.labels[idx].numpy()
+        arrays[f"{name}_suggested"] = rel[idx].numpy()
+        arrays[f"{name}_score"] = result.scores[idx].float().numpy()
+    buf = _io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def write_run(out: Path, data: ImageData, result: DefenseResult, summary: dict[str, Any],
+              evaluation: dict[str, Any] | None = None, poisoned: PoisonedDataset | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if result.model is not None:
+        save_state_dict(out / "model.safetensors", result.model.state_dict())
+    atomic_write_text(out / "samples.csv", samples_csv(data, result, poisoned))
+    blob = suspicious_npz(data, result)
+    if blob is not None:
+        atomic_write_bytes(out / "suspicious.npz", blob)
+    write_json(out / "summary.json", summary)
+    if evaluation is not None:
+        write_json(out / "evaluation.json", evaluation)

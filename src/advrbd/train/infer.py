@@ -1,0 +1,65 @@
+"""Batched inference on float [0,1] images or uint8 ``ImageData``."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ..types import ImageData
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast where it is faster (CPU with channels_last: 3–5× for inference; CUDA), else nothing."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+@torch.no_grad()
+def predict_logits(
+    model: torch.nn.Module,
+    data: ImageData | torch.Tensor,
+    batch_size: int = 1024,
+    precision: str = "auto",
+) -> torch.Tensor:
+    """Logits (float32, CPU, ``N×K``) of ``model`` in eval mode on ``data`` (ImageData or float [0,1] NCHW)."""
+    dev = model_device(model)
+    was_training = model.training
+    model.eval()
+    out = []
+    n = len(data) if isinstance(data, ImageData) else data.shape[0]
+    for s in range(0, n, batch_size):
+        if isinstance(data, ImageData):
+            x = data.images[s : s + batch_size].to(dev).permute(0, 3, 1, 2).float().div_(255)
+        else:
+            x = data[s : s + batch_size].to(dev)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(dev, precision):
+            out.append(model(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+def predict(model: torch.nn.Module, data: ImageData | torch.Tensor, **kw) -> torch.Tensor:
+    """Predicted labels (int64, CPU, ``N``)."""
+    return predict_logits(model, data, **kw).argmax(1)
+
+
+def accuracy(model: torch.nn.Module, data: ImageData, **kw) -> float:
+    """Top-1 accuracy in percent on ``data``."""
+    if len(data) == 0:
+        return float("nan")
+    return 100.0 * (predict(model, data, **kw) == data.labels).float().mean().item()
