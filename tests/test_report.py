@@ -39,7 +39,8 @@ def make_run(d: Path, *, full: bool = True, evil: bool = True, n: int = 400, see
                "counts": {"n_train": n, "n_flagged": int(flagged.sum()), "n_classes": 10}, "threshold": 2.1,
                "stage_seconds": {"warmup": 12.5, "scoring": 30.1, "enhance": 44.0, "retrain": 60.2},
                "total_seconds": 146.8, "device": "cpu (2 threads)", "classes": classes, "attack": "badnet",
-               "recipe": {"epochs": 20, "lr": 0.1, "batch_size": 256}, "torch_version": "2.4", "advrbd_version": "0.1.0",
+               "recipe": {"epochs": 20, "lr": 0.1, "batch_size": 256},
+               "torch_version": "2.4", "advrbd_version": "0.1.0",
                "history": [{"round": r, "n_clean_pool": 20 * (r + 1), "acc": 85.0 - 9 * r, "asr": 90.0 + 2 * r}
                            for r in range(5)]}
     (d / "summary.json").write_text(json.dumps(summary))
@@ -59,7 +60,8 @@ def make_run(d: Path, *, full: bool = True, evil: bool = True, n: int = 400, see
                   "fpr": 15.0 if k == 1 else 0.0, "precision": 50.0 if k == 1 else None} for k, c in enumerate(classes)]
     evaluation = {"acc": 84.2, "asr": 0.8, "n_test": 10000, "n_asr": 9000, "recall": 90.0, "fpr": 1.5,
                   "precision": 70.0, "f1": 78.75, "auroc": 0.97, "n_poison": int(poison.sum()),
-                  "n_cover": int(cover.sum()), "cover_flagged": 12.5, "n_flagged": int(flagged.sum()), "per_class": per_class,
+                  "n_cover": int(cover.sum()), "cover_flagged": 12.5, "n_flagged": int(flagged.sum()),
+                  "per_class": per_class,
                   "no_defense": {"acc": 87.1, "asr": 88.4},
                   "quant": {"fp32": {"acc": 84.2, "asr": 0.8}, "int8": {"acc": 84.0, "asr": 0.9},
                             "int4": {"acc": 80.1, "asr": 1.4}}}
@@ -84,7 +86,8 @@ def make_bench(d: Path, *, evil: bool = True) -> Path:
                 flags = defense != "none"
                 cells.append({"profile": "smoke", "dataset": "synthetic", "model": "tiny", "attack": attack,
                               "poison_rate": 0.05, "target": 1, "defense": defense, "seed": seed,
-                              "acc": 80.0 + seed + (defense == "advrbd"), "asr": 95.0 if defense == "none" else 1.0 + seed,
+                              "acc": 80.0 + seed + (defense == "advrbd"),
+                              "asr": 95.0 if defense == "none" else 1.0 + seed,
                               "n_test": 1000, "n_asr": 900, "recall": 99.0 if flags else None,
                               "fpr": 2.0 if flags else None, "precision": 80.0 if flags else None,
                               "auroc": 0.99 if flags else None, "n_flagged": 60 if flags else None,
@@ -128,10 +131,26 @@ def test_minimal_run_says_not_available(tmp_path):
     assert sorted(p.name for p in (run / "figures").iterdir()) == ["rounds.png"]
 
 
+def test_run_without_ground_truth(tmp_path):
+    from advrbd.report import write_report
+
+    run = make_run(tmp_path / "run", evil=False)
+    rows = list(csv.reader(open(run / "samples.csv")))
+    with open(run / "samples.csv", "w", newline="") as f:
+        csv.writer(f).writerows(r[:6] for r in rows)  # no KL, no ground-truth columns
+    (run / "evaluation.json").unlink()
+    (run / "suspicious.npz").unlink()  # galleries are covered above
+    html = write_report(run).read_text()
+    assert "verdict poisoned" in html or "defense&#x27;s verdict" in html
+    assert "likely the target" in html and html.count("data:image/png;base64,") == 3
+    assert "needs ground truth" in html
+
+
 def test_corrupt_optional_piece_and_missing_inputs(tmp_path):
     from advrbd.report import write_report
 
     run = make_run(tmp_path / "run")
+    (run / "samples.csv").unlink()  # fewer figures to draw; the point is the corrupt files below
     (run / "suspicious.npz").write_bytes(b"not a zip")
     (run / "evaluation.json").write_text("{broken")
     html = write_report(run).read_text()
@@ -230,3 +249,33 @@ def test_cli_full_parser(tmp_path):
     run = make_run(tmp_path / "run", full=False)
     assert cli.main(["report", "--quiet", str(run)]) == 0
     assert cli.main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_lead_run_writer_format(tmp_path):
+    """The files advrbd.rundir writes (no model, ground truth, KL column) are read as intended."""
+    import torch
+
+    from advrbd.metrics.detection import detection_metrics
+    from advrbd.report import write_report
+    from advrbd.rundir import write_run
+    from advrbd.types import DefenseResult, ImageData, PoisonedDataset
+
+    g = torch.Generator().manual_seed(0)
+    n = 120
+    labels = torch.randint(0, 3, (n,), generator=g)
+    data = ImageData(torch.randint(0, 256, (n, 8, 8, 3), dtype=torch.uint8, generator=g), labels,
+                     ("a<b", "b", "c"))
+    poison, cover = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
+    poison[:6], cover[6:9] = True, True
+    scores = torch.rand(n, generator=g) + 2 * poison
+    result = DefenseResult(None, scores, scores > 1.5, labels, 1.5, ({"round": 0, "n_clean_pool": 5},),
+                           {"consistency_scores": 1 / (1 + scores)})
+    pd = PoisonedDataset(data, labels, poison, cover, "badnet")
+    ev = detection_metrics(result.suspected, poison, cover, scores, labels, data.classes)
+    summary = {"kind": "defend", "data": "synthetic", "defense": "advrbd", "classes": list(data.classes),
+               "counts": {"n_train": n, "n_flagged": int(result.suspected.sum()), "n_classes": 3},
+               "history": list(result.history)}
+    write_run(tmp_path, data, result, summary, ev, pd)
+    html = write_report(tmp_path).read_text()
+    assert "a&lt;b" in html and html.count("data:image/png;base64,") == 8
+    assert "could not" not in html and "(target)" in html

@@ -43,7 +43,9 @@ def consistency_kl(
     with torch.no_grad(), ctx():
         logp = F.log_softmax(model(x).float(), dim=1)
     p = logp.exp()
-    delta = (torch.rand(x.shape, generator=g, device=x.device) * 2 - 1) * eps * mask
+    cl = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    # keep δ in x's memory format: mixing NCHW and NHWC tensors falls off the fast bf16 conv path
+    delta = ((torch.rand(x.shape, generator=g, device=x.device) * 2 - 1) * eps * mask).contiguous(memory_format=cl)
 
     def kl_of(d: torch.Tensor) -> torch.Tensor:
         with ctx():
@@ -54,6 +56,6 @@ def consistency_kl(
         delta.requires_grad_(True)
         (grad,) = torch.autograd.grad(kl_of(delta).sum(), delta)
         with torch.no_grad():
-            delta = ((delta + alpha * grad.sign()).clamp(-eps, eps) * mask).detach()
+            delta = ((delta + alpha * grad.sign()).clamp(-eps, eps) * mask).contiguous(memory_format=cl).detach()
     with torch.no_grad():
         return kl_of(delta).clamp_min(0)

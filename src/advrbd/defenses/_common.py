@@ -4,8 +4,13 @@ No training loops live here: every baseline trains through :func:`advrbd.train.l
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
+import hashlib
+import json
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +32,14 @@ def check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool 
 def scaled_epochs(factor: float, epochs: int) -> int:
     """``factor × epochs`` rounded, at least 1 (stage lengths are relative to the profile's recipe)."""
     return max(1, int(round(factor * epochs)))
+
+
+def stage_checkpoint(ctx, defense, stage: str) -> Path | None:
+    """Checkpoint file of one ``fit`` stage, named after the defense's settings: ``fit`` fingerprints its own
+    recipe, indices and weights but not a loss/mix hook or the model it starts from, so settings that change
+    those (γ, prune ratio, CutMix β ...) must change the file."""
+    h = hashlib.sha256(json.dumps(dataclasses.asdict(defense), sort_keys=True, default=str).encode()).hexdigest()
+    return ctx.checkpoint(f"{defense.name}-{stage}-{h[:10]}.ckpt")
 
 
 def clone_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -80,3 +93,18 @@ def fraction_count(fraction: float, n: int) -> int:
     if fraction <= 0 or n == 0:
         return 0
     return min(n, max(1, int(round(fraction * n))))
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(model: torch.nn.Module):
+    """Keep BatchNorm running statistics fixed while training (momentum 0): training on a small, one-sided
+    set (unlearning a few isolated samples) would otherwise overwrite the statistics of the whole data."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield model
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom

@@ -14,7 +14,8 @@ defaults; the stage split 20/60/20 of a 100-epoch budget, unlearning lr 5e-4 and
 ``config/defense/abl/cifar10.yaml`` (tuning_epochs 20, finetuning_epochs 60, unlearning_epochs 20,
 lr_unlearning_init 5e-4). Isolation and training stages scale with the recipe (0.2 and 0.6 of its epochs);
 the unlearning epochs do not, because its effect depends on the number of ascent steps on the isolated 1%,
-whose cost is negligible. Unlearning uses no augmentation, as in ABL's code.
+whose cost is negligible. Unlearning uses no augmentation, as in ABL's code; unlike it, BatchNorm running
+statistics are frozen while unlearning, so that a small isolated set cannot overwrite them.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ import torch.nn.functional as F
 
 from ..train.loop import LossFn, fit
 from ..types import DefenseResult
-from ._common import check_range, fraction_count, per_sample_loss, scaled_epochs
+from ._common import (check_range, fraction_count, frozen_bn_stats, per_sample_loss, scaled_epochs,
+                      stage_checkpoint)
 from .base import DEFENSES, Defense, DefenseContext
 
 
@@ -40,7 +42,8 @@ def lga_loss(gamma: float) -> LossFn:
     return loss
 
 
-@DEFENSES.register("abl", "anti-backdoor learning: isolate lowest-loss samples under LGA, unlearn them (Li et al., 2021)")
+@DEFENSES.register("abl",
+                   "anti-backdoor learning: isolate lowest-loss samples under LGA, unlearn them (Li et al., 2021)")
 @dataclass
 class ABL(Defense):
     """Isolate the lowest-loss samples under loss flooding, train on the rest, unlearn the isolated ones."""
@@ -73,7 +76,7 @@ class ABL(Defense):
     def isolate(self, ctx: DefenseContext, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """Stages 1–2 on ``model`` (trained in place): ``(loss N, isolated positions)``."""
         cfg = ctx.recipe_with(epochs=scaled_epochs(self.isolation_factor, ctx.recipe.epochs))
-        fit(model, ctx.train, cfg, loss=lga_loss(self.gamma), checkpoint=ctx.checkpoint("abl-isolation.ckpt"),
+        fit(model, ctx.train, cfg, loss=lga_loss(self.gamma), checkpoint=stage_checkpoint(ctx, self, "isolation"),
             progress="ABL: isolation (LGA)" if ctx.progress else False)
         loss = per_sample_loss(model, ctx.train, precision=ctx.recipe.precision)
         return loss, loss.argsort()[: fraction_count(self.isolation_ratio, len(loss))]
@@ -89,13 +92,14 @@ class ABL(Defense):
         if self.train_factor > 0:
             cfg = ctx.recipe_with(epochs=scaled_epochs(self.train_factor, ctx.recipe.epochs))
             fit(model, ctx.train, cfg, indices=(~suspected).nonzero().flatten(),
-                checkpoint=ctx.checkpoint("abl-train.ckpt"), progress="ABL: training" if ctx.progress else False)
+                checkpoint=stage_checkpoint(ctx, self, "train"), progress="ABL: training" if ctx.progress else False)
         t_train = time.perf_counter() - t0 - t_iso
         if self.unlearn_epochs > 0:
             cfg = ctx.recipe_with(epochs=self.unlearn_epochs, lr=self.unlearn_lr, batch_size=self.unlearn_batch_size,
                                   schedule="constant", warmup=0.0, crop_padding=0, flip=False, physical=False)
-            fit(model, ctx.train, cfg, indices=isolated, weights=-torch.ones(n),
-                progress="ABL: unlearning" if ctx.progress else False)
+            with frozen_bn_stats(model):
+                fit(model, ctx.train, cfg, indices=isolated, weights=-torch.ones(n),
+                    progress="ABL: unlearning" if ctx.progress else False)
         info = {"n_isolated": len(isolated), "isolation_seconds": t_iso, "train_seconds": t_train,
                 "unlearn_seconds": time.perf_counter() - t0 - t_iso - t_train, "seconds": time.perf_counter() - t0}
         threshold = -float(loss[isolated].max()) if len(isolated) else None

@@ -21,7 +21,7 @@ import torch
 
 from ..train.loop import Mix, fit
 from ..types import DefenseResult
-from ._common import check_range, scaled_epochs
+from ._common import check_range, scaled_epochs, stage_checkpoint
 from .base import DEFENSES, Defense, DefenseContext
 
 
@@ -75,7 +75,8 @@ class CutMix(Defense):
         t0 = time.perf_counter()
         model = ctx.new_model()
         cfg = ctx.recipe_with(epochs=scaled_epochs(self.epochs_factor, ctx.recipe.epochs))
-        res = fit(model, ctx.train, cfg, mix=cutmix(self.prob, self.beta), checkpoint=ctx.checkpoint("cutmix.ckpt"),
+        res = fit(model, ctx.train, cfg, mix=cutmix(self.prob, self.beta),
+                  checkpoint=stage_checkpoint(ctx, self, "train"),
                   progress="CutMix training" if ctx.progress else False)
         info = {"epochs": cfg.epochs, "train_seconds": res.seconds, "seconds": time.perf_counter() - t0}
         return DefenseResult(model=model, info=info)

@@ -27,7 +27,7 @@ import torch
 
 from ..train.loop import fit
 from ..types import DefenseResult
-from ._common import check_range, clone_model, features, require_classifier
+from ._common import check_range, clone_model, features, require_classifier, stage_checkpoint
 from .base import DEFENSES, Defense, DefenseContext
 from .finetuning import need_reserve, reserve_recipe
 
@@ -45,7 +45,8 @@ def reserve_accuracy(model: torch.nn.Module, feats: torch.Tensor, labels: torch.
     return 100.0 * ((feats @ w.T + b).argmax(1) == labels).float().mean().item()
 
 
-@DEFENSES.register("fineprune", "prune dormant last-layer channels on the clean reserve, then fine-tune (Liu et al., 2018)")
+@DEFENSES.register("fineprune",
+                   "prune dormant last-layer channels on the clean reserve, then fine-tune (Liu et al., 2018)")
 @dataclass
 class FinePruning(Defense):
     """Prune the channels least active on clean data, then fine-tune on the clean reserve."""
@@ -101,7 +102,7 @@ class FinePruning(Defense):
             handle = model.head.weight.register_hook(lambda g: g * mask[None, :].to(g.device, g.dtype))
             try:
                 cfg = reserve_recipe(ctx, self.epochs_factor, self.lr, self.batch_size)
-                ft_seconds = fit(model, reserve, cfg, checkpoint=ctx.checkpoint("fineprune.ckpt"),
+                ft_seconds = fit(model, reserve, cfg, checkpoint=stage_checkpoint(ctx, self, "finetune"),
                                  progress="fine-pruning: fine-tune" if ctx.progress else False).seconds
             finally:
                 handle.remove()

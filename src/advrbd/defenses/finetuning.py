@@ -18,7 +18,7 @@ from ..errors import BadInputError
 from ..train.infer import accuracy
 from ..train.loop import TrainConfig, fit
 from ..types import DefenseResult
-from ._common import check_range, clone_model, scaled_epochs
+from ._common import check_range, clone_model, scaled_epochs, stage_checkpoint
 from .base import DEFENSES, Defense, DefenseContext
 
 
@@ -65,7 +65,7 @@ class FineTuning(Defense):
         model = clone_model(ctx.backdoored_model())
         acc_before = accuracy(model, reserve)
         cfg = reserve_recipe(ctx, self.epochs_factor, self.lr, self.batch_size)
-        res = fit(model, reserve, cfg, checkpoint=ctx.checkpoint("finetuning.ckpt"),
+        res = fit(model, reserve, cfg, checkpoint=stage_checkpoint(ctx, self, "finetune"),
                   progress="fine-tuning" if ctx.progress else False)
         info = {"reserve_size": len(reserve), "epochs": cfg.epochs, "reserve_acc_before": acc_before,
                 "reserve_acc_after": accuracy(model, reserve), "finetune_seconds": res.seconds,

@@ -37,7 +37,8 @@ def anomaly_index(values: torch.Tensor) -> torch.Tensor:
     return (values - med).abs() / (1.4826 * mad)
 
 
-@DEFENSES.register("neural_cleanse", "model-level detector: reverse-engineered trigger norms, MAD outlier test (Wang et al., 2019)")
+@DEFENSES.register("neural_cleanse",
+                   "model-level detector: reverse-engineered trigger norms, MAD outlier test (Wang et al., 2019)")
 @dataclass
 class NeuralCleanse(Defense):
     """Flag the class whose reverse-engineered trigger is anomalously small; the model is returned as is."""
@@ -68,7 +69,8 @@ class NeuralCleanse(Defense):
         check_range("check_every", self.check_every, 1, 1_000_000)
         check_range("threshold", self.threshold, 0, 1e6, lo_open=True)
 
-    def reverse_engineer(self, model: torch.nn.Module, x_pool: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    def reverse_engineer(self, model: torch.nn.Module, x_pool: torch.Tensor, k: int, seed: int,
+                         precision: str = "auto") -> torch.Tensor:
         """L1 norm of the smallest working mask per class (float ``K``; the final mask where none worked)."""
         dev = x_pool.device
         _, c, h, w = x_pool.shape
@@ -88,7 +90,7 @@ class NeuralCleanse(Defense):
             mask = torch.tanh(mask_p) / 2 + 0.5
             pattern = torch.tanh(pat_p) / 2 + 0.5
             xa = (1 - mask[:, None]) * x_pool[sel][None] + (mask * pattern)[:, None]  # K×B×C×H×W
-            with autocast(dev, "auto"):
+            with autocast(dev, precision):
                 logits = model(xa.reshape(-1, c, h, w).contiguous(memory_format=torch.channels_last)).float()
             ce = F.cross_entropy(logits, target, reduction="none").view(k, -1).mean(1)
             l1 = mask.flatten(1).sum(1)
@@ -118,7 +120,7 @@ class NeuralCleanse(Defense):
         g = generator(ctx.recipe.seed, "nc-sample")
         pick = torch.randperm(len(ctx.train), generator=g)[: self.n_images]
         x_pool = ctx.train.float_nchw(pick, device=dev)
-        norms = self.reverse_engineer(model, x_pool, ctx.num_classes, ctx.recipe.seed)
+        norms = self.reverse_engineer(model, x_pool, ctx.num_classes, ctx.recipe.seed, ctx.recipe.precision)
         for p in params:
             p.requires_grad_(True)
         idx = anomaly_index(norms)

@@ -16,6 +16,7 @@ import torch
 from ..errors import BadInputError
 from ..train.loop import fit
 from ..types import DefenseResult
+from ._common import stage_checkpoint
 from .base import DEFENSES, Defense, DefenseContext
 
 
@@ -41,6 +42,7 @@ class Oracle(Defense):
         t0 = time.perf_counter()
         model = ctx.new_model()
         res = fit(model, ctx.train, ctx.recipe, indices=(~mask).nonzero().flatten(),
-                  checkpoint=ctx.checkpoint("oracle.ckpt"), progress="oracle training" if ctx.progress else False)
+                  checkpoint=stage_checkpoint(ctx, self, "train"),
+                  progress="oracle training" if ctx.progress else False)
         info = {"n_dropped": int(mask.sum()), "train_seconds": res.seconds, "seconds": time.perf_counter() - t0}
         return DefenseResult(model=model, scores=mask.float(), suspected=mask.clone(), info=info)

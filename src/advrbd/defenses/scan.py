@@ -29,7 +29,7 @@ from ..errors import BadInputError
 from ..seeding import generator
 from ..train.loop import fit
 from ..types import DefenseResult
-from ._common import check_range, features, require_classifier
+from ._common import check_range, features, require_classifier, stage_checkpoint
 from .base import DEFENSES, Defense, DefenseContext
 
 _EPS = 1e-5  # EM convergence tolerance of the authors' code
@@ -88,7 +88,8 @@ def class_statistic(x: torch.Tensor, su: torch.Tensor, se: torch.Tensor, f: torc
     return float(term.sum() / n)
 
 
-@DEFENSES.register("scan", "SCAn-FT: statistical contamination analysis on features, retrain on kept samples (Tang et al., 2021)")
+@DEFENSES.register("scan",
+                   "SCAn-FT: contamination analysis of features, retrain on the kept samples (Tang et al., 2021)")
 @dataclass
 class SCAn(Defense):
     """Flag contaminated classes and their unexplained subgroup; retrain from scratch on the rest."""
@@ -161,7 +162,7 @@ class SCAn(Defense):
         if self.retrain:
             model = ctx.new_model()
             keep = (~a["suspected"]).nonzero().flatten()
-            fit(model, ctx.train, ctx.recipe, indices=keep, checkpoint=ctx.checkpoint("scan-retrain.ckpt"),
+            fit(model, ctx.train, ctx.recipe, indices=keep, checkpoint=stage_checkpoint(ctx, self, "retrain"),
                 progress="SCAn-FT: retrain" if ctx.progress else False)
         info = {"j_star": a["j_star"], "flagged_classes": a["flagged_classes"], "n_flagged": int(a["suspected"].sum()),
                 "detect_seconds": t_detect, "seconds": time.perf_counter() - t0}

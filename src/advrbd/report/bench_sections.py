@@ -17,14 +17,16 @@ def build_bench_sections(cells: list[dict]) -> list[Section]:
     overview = Table(["item", "value"], [
         ["cells", str(len(cells))],
         *[[k.replace("_", " "), _values(cells, k)] for k in
-          ("profile", "dataset", "model", "poison_rate", "target", "seed", "device", "torch_version", "advrbd_version")],
+          ("profile", "dataset", "model", "poison_rate", "target", "seed", "device", "torch_version",
+           "advrbd_version")],
         ["attacks", ", ".join(str(a) for a in attack_order(cells)) or "—"],
         ["defenses", ", ".join(str(d) for d in defense_order(cells)) or "—"],
     ])
     sections = [Section("summary", "Summary", [overview])]
     if not cells:
         return sections + [Section(i, t, list(empty)) for i, t in
-                           (("results", "Results"), ("detection", "Detection"), ("seconds", "Cost"), ("chart", "Chart"))]
+                           (("results", "Results"), ("detection", "Detection"), ("seconds", "Cost"),
+                            ("chart", "Chart"))]
     results = []
     for key, group in group_cells(cells):
         results.append(results_table(group, f"{key}: ACC / ASR in percent (mean±std over seeds); "

@@ -70,7 +70,8 @@ def _rows_from_samples(run: RunData, sm: Samples) -> list[dict[str, Any]]:
             p = sm.poison & m
             clean = m & ~sm.poison & ~cover
             row.update(n_poison=int(p.sum()), n_false=int((f & ~sm.poison).sum()),
-                       recall=_pct(int((f & p).sum()), int(p.sum())), fpr=_pct(int((f & clean).sum()), int(clean.sum())),
+                       recall=_pct(int((f & p).sum()), int(p.sum())),
+                       fpr=_pct(int((f & clean).sum()), int(clean.sum())),
                        precision=_pct(int((f & p).sum()), int((f & (p | clean)).sum())))
         rows.append(row)
     return rows

@@ -70,7 +70,7 @@ def score_histogram(scores: Sequence[float], *, threshold: float | None = None, 
     ax.set_xlabel(xlabel)
     ax.set_ylabel("number of training samples")
     ax.set_title(title)
-    ax.legend(frameon=False)
+    ax.legend(frameon=True, framealpha=0.85, edgecolor="none", loc="best")
     return fig
 
 
@@ -180,7 +180,8 @@ def per_class_plot(names: Sequence[str], n_flagged, n_poison=None, n_false=None,
     else:
         ax.bar(x + off, nf, w, color=FLAG, label="flagged")
     step = max(1, math.ceil(k / 50))
-    ax.set_xticks(x[::step], [str(n) for n in names][::step], rotation=45 if k > 6 else 0,
+    short = [str(n) if len(str(n)) <= 16 else str(n)[:15] + "…" for n in names]
+    ax.set_xticks(x[::step], short[::step], rotation=45 if k > 6 else 0,
                   ha="right" if k > 6 else "center", fontsize=8 if k > 20 else 9)
     if highlight is not None and 0 <= highlight < k:
         ax.axvspan(highlight - 0.5, highlight + 0.5, color="#ffd54f", alpha=0.35, label=highlight_label, zorder=0)
@@ -191,7 +192,7 @@ def per_class_plot(names: Sequence[str], n_flagged, n_poison=None, n_false=None,
     ax.set_xlim(-0.6, k - 0.4)
     ax.set_xlabel("class (given label)")
     ax.set_ylabel("number of training samples")
-    ax.set_title("Flagged samples and true poisons per class")
+    ax.set_title("Flagged samples and true poisons per class" if n_poison is not None else "Flagged samples per class")
     ax.legend(frameon=False)
     return fig
 
@@ -260,7 +261,8 @@ def bench_bar_plot(cells: Sequence[dict]) -> Figure:
     axes[1].set_xlabel("attack")
     axes[0].set_title("ACC and ASR per attack and defense")
     if defenses:
-        axes[0].legend(frameon=False, ncols=min(len(defenses), 6), fontsize=8, loc="lower left")
+        fig.legend(*axes[0].get_legend_handles_labels(), frameon=False, ncols=min(len(defenses), 8), fontsize=9,
+                   loc="outside lower center", title="defense", title_fontsize=9)
     return fig
 
 

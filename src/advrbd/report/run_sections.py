@@ -102,13 +102,15 @@ def scores_section(run: RunData) -> Section:
         rows.append([name, str(int(m.sum())), *stats, str(int((sm.flagged & m).sum()))])
     return Section("scores", "Score distribution", [
         figs[0] if len(figs) == 1 else Row(figs),
-        Table(["group", "n", "min", "median", "mean", "max", "flagged"], rows, "Suspicion score (higher = more suspicious).")])
+        Table(["group", "n", "min", "median", "mean", "max", "flagged"], rows,
+              "Suspicion score (higher = more suspicious).")])
 
 
 def rounds_section(run: RunData) -> Section:
     hist = [h for h in (run.summary.get("history") or []) if isinstance(h, dict)]
     if not hist:
-        return Section("rounds", "Enhancement rounds", [not_available("no backdoor-enhancement history in summary.json")])
+        return Section("rounds", "Enhancement rounds",
+                       [not_available("no backdoor-enhancement history in summary.json")])
     blocks: list = [Fig("rounds", plots.rounds_plot(hist),
                         "Backdoor-enhancement rounds (paper Fig. 6): ACC should fall and ASR rise as D_c grows.")]
     if all(h.get("acc") is None and h.get("asr") is None for h in hist):
@@ -156,7 +158,8 @@ def per_class_section(run: RunData) -> Section:
         return Section("per-class", "Per-class", [not_available(run.missing.get("samples", "no per-class data"))])
     target, how = target_class(run, rows)
     has_gt = any(r["n_poison"] is not None for r in rows)
-    names = [r["name"] + (" (target)" if r["label"] == target else "") for r in rows]
+    mark = " (likely target)" if "likely" in how else " (target)"
+    names = [r["name"] + (mark if r["label"] == target else "") for r in rows]
     if has_gt:
         head = ["class", "label", "n", "true poisons", "flagged", "flagged not poisoned", "recall %", "FPR %",
                 "precision %"]
@@ -185,7 +188,10 @@ def per_class_section(run: RunData) -> Section:
 
 
 def _caption(run: RunData, z: dict, prefix: str, i: int) -> str:
-    get = lambda k: z[f"{prefix}_{k}"][i] if f"{prefix}_{k}" in z and i < len(z[f"{prefix}_{k}"]) else None  # noqa: E731
+    def get(key: str) -> Any:
+        a = z.get(f"{prefix}_{key}")
+        return a[i] if a is not None and i < len(a) else None
+
     short = lambda lab: DASH if lab is None else run.class_name(lab)[:10]  # noqa: E731
     idx, score = get("index"), get("score")
     return (f"#{idx if idx is not None else i}  s={fmt(score, 3) if score is not None else DASH}\n"
@@ -207,10 +213,11 @@ def gallery_section(run: RunData) -> Section:
     sm = run.samples
     if sm is not None and len(sm):
         order = np.argsort(-np.nan_to_num(sm.score, nan=-np.inf), kind="stable")[:10]
-        head = ["index", "path", "given", "suggested", "score", "verdict"] + (["true poison"] if sm.poison is not None else [])
+        gt = sm.poison is not None
+        head = ["index", "path", "given", "suggested", "score", "verdict"] + (["true poison"] if gt else [])
         rows = [[str(sm.index[i]), sm.path[i] or DASH, run.class_name(sm.given[i]),
                  run.class_name(sm.suggested[i]) if sm.suggested[i] >= 0 else DASH, fmt(sm.score[i], 4),
-                 "poisoned" if sm.flagged[i] else "clean"] + (["yes" if sm.poison[i] else "no"] if sm.poison is not None else [])
+                 "poisoned" if sm.flagged[i] else "clean"] + (["yes" if sm.poison[i] else "no"] if gt else [])
                 for i in order]
         blocks.append(Table(head, rows, "The ten highest scores in samples.csv."))
     return Section("gallery", "Gallery", blocks)

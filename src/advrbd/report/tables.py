@@ -197,6 +197,8 @@ def seconds_table(cells: Sequence[dict]) -> Table:
 def is_numeric(s: Any) -> bool:
     """True for display strings of numbers (``85.1±0.3``, ``2.0×``, ``12 (3%)``, the dash)."""
     t = str(s).replace("±", " ").replace("×", " ").replace("%", " ").replace(DASH, "0").replace(",", "")
+    if not t.strip():  # an empty cell does not make a column textual
+        return True
     try:
         float(t.split()[0])
         return True

@@ -8,13 +8,16 @@ from dataclasses import dataclass, field
 
 @dataclass
 class AdvrBDSettings:
-    # Stage 0: warm-up. Backdoors are learned within the first epochs, clean features later, so a short
-    # warm-up gives the widest gap between poisoned (robust) and clean (sensitive) samples.
-    warmup_epochs: float = field(default=0.2, metadata={"doc": "warm-up length as a fraction of the recipe's epochs"})
+    # Stage 0: warm-up. Measured (quick profile, badnet): after 3 epochs the model is still near chance
+    # on clean data and the score does not separate (AUROC 0.50); after a full one-cycle training it does
+    # (AUROC 0.86). Half the recipe, as its own one-cycle schedule, keeps most of that at half the cost.
+    warmup_epochs: float = field(default=0.5, metadata={"doc": "warm-up length as a fraction of the recipe's epochs"})
     # Stage 1: perturbation-consistency score (Alg. 1, Eq. 3).
-    patch_frac: float = field(default=0.25, metadata={"doc": "patch side r as a fraction of the image side"})
-    eps: float = field(default=32 / 255, metadata={"doc": "L-inf bound of the patch perturbation, [0,1] pixel units"})
-    pgd_steps: int = field(default=3, metadata={"doc": "PGD steps per sample (one step ~ half a training step)"})
+    # Measured on the trained badnet model: (r, ε) = (¼ side, 32/255) AUROC 0.83, (½, 8/255) 0.86,
+    # (whole image, 4/255) 0.77; 2 PGD steps; each scoring pass costs ~2 training epochs.
+    patch_frac: float = field(default=0.5, metadata={"doc": "patch side r as a fraction of the image side"})
+    eps: float = field(default=8 / 255, metadata={"doc": "L-inf bound of the patch perturbation, [0,1] pixel units"})
+    pgd_steps: int = field(default=2, metadata={"doc": "PGD steps per sample (one step ~ half a training step)"})
     partition_rate: float = field(default=0.1, metadata={"doc": "ρ: fraction of the set moved to the surely-clean pool per round"})
     # Stage 2: backdoor enhancement (Alg. 2, Eq. 4).
     rounds: int = field(default=3, metadata={"doc": "T: enhancement rounds"})
