@@ -73,14 +73,15 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
             recipe = resolve_recipe(profile, device, seed, attack)
             work = out / "work" / f"{attack_name}-r{rate}-s{seed}"
             std = _standard_cache(work, poisoned, profile, recipe, progress)
+            std.seconds  # train it now, so no defense's wall time includes it by accident
             for d in todo:
                 extra = {"on_round": round_evaluator(test, attack, asr_set)} if attack else {}
                 ctx = make_context(poisoned.public(), profile, recipe, workdir=work / d, progress=progress,
                                    clean_reserve=clean_reserve, standard_model=std.model, extra=extra)
                 log.info("cell %s × %s (seed %d)", attack_name, d, seed)
                 result, seconds = run_defense(d, (defense_settings or {}).get(d, {}), ctx, poisoned)
-                if d == "none":
-                    seconds = std.seconds
+                if d == "none" or result.info.get("reused_standard_training"):
+                    seconds += std.seconds  # the shared standard training is part of this defense's cost
                 ev = evaluate_defense(result, poisoned.data, test, attack, poisoned if attack else None, asr_set)
                 cell = {"profile": profile.name, "dataset": dataset, "model": profile.model, "attack": attack_name,
                         "poison_rate": rate if attack else 0.0, "target": target if attack else None, "defense": d,

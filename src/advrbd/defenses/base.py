@@ -73,6 +73,7 @@ class Defense:
     name: ClassVar[str] = ""
     requires_clean_reserve: ClassVar[bool] = False
     flags_samples: ClassVar[bool] = False  # True if run() returns per-sample ``suspected``
+    requires_ground_truth: ClassVar[bool] = False  # only the oracle reference row (evaluation only)
 
     def run(self, ctx: DefenseContext) -> DefenseResult:  # pragma: no cover - interface
         raise NotImplementedError

@@ -48,15 +48,21 @@ class AdvrBD(AdvrBDSettings, Defense):
         def timed(stage: str, t0: float) -> None:
             timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
 
-        model = ctx.new_model()
         t = time.perf_counter()
         saved = store.load("warmup")
-        if saved is None:
+        reused = saved is None and self.warmup_epochs == 1.0 and ctx.standard_model is not None
+        if reused:  # the warm-up is exactly one standard training: reuse the pipeline's (its time is added)
+            model = ctx.standard_model()
+            store.save("warmup", {"model": model.state_dict(), "reused": True})
+        elif saved is None:
+            model = ctx.new_model()
             cfg = TrainConfig(**{**recipe.__dict__, "epochs": _epochs(self.warmup_epochs, E), "seed": self.seed})
             fit(model, data, cfg, checkpoint=store.path("warmup-fit"), progress="warm-up" if ctx.progress else False)
             store.save("warmup", {"model": model.state_dict()})
         else:
+            model = ctx.new_model()
             model.load_state_dict(saved["model"])
+            reused = bool(saved.get("reused", False))
         timed("warmup", t)
 
         t = time.perf_counter()
@@ -104,6 +110,7 @@ class AdvrBD(AdvrBDSettings, Defense):
 
         info = {
             "settings": asdict(self),
+            "reused_standard_training": reused,
             "stage_seconds": timings,
             "n_flagged": int(suspected.sum()),
             "n_clean_pool": int(len(pool_c)),

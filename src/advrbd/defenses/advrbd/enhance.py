@@ -79,7 +79,7 @@ def enhance(
             continue
         enhancement_round(model, data, pool_c, s, recipe, epochs, r, stage_store.path(f"round{r}-fit"), progress)
         if r < s.rounds:  # the last re-score would only grow D_c, which nothing uses afterwards
-            sc = consistency_scores(model, data, pool_r, s, f"round{r}", progress)
+            sc = consistency_scores(model, data, pool_r, s, f"round{r}", progress) if s.rescore else scores0[pool_r]
             moved, pool_r = move_most_sensitive(sc, pool_r, k)
             pool_c = torch.cat([pool_c, moved])
         rec = {"round": r, "n_clean_pool": len(pool_c), **(on_round(r, model) if on_round else {})}

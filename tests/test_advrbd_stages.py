@@ -1,0 +1,105 @@
+"""AdvrBD stages tested alone: patch masks, patch-restricted PGD, bounded unlearning, identification,
+partitioning, settings validation and the stage store."""
+import pytest
+import torch
+from torch import nn
+
+from advrbd.adversarial import consistency_kl, random_patch_masks
+from advrbd.defenses import create_defense
+from advrbd.defenses.advrbd.enhance import bounded_unlearning_loss
+from advrbd.defenses.advrbd.identify import given_label_margin
+from advrbd.defenses.advrbd.scoring import move_most_sensitive
+from advrbd.defenses.advrbd.stages import StageStore
+from advrbd.errors import ConfigError
+from advrbd.types import ImageData
+
+
+def test_patch_masks_are_single_squares():
+    g = torch.Generator().manual_seed(0)
+    m = random_patch_masks(64, 20, 24, 5, g, "cpu")
+    assert m.shape == (64, 1, 20, 24)
+    assert torch.all(m.sum((1, 2, 3)) == 25)
+    rows, cols = m[:, 0].amax(2), m[:, 0].amax(1)
+    assert torch.all(rows.sum(1) == 5) and torch.all(cols.sum(1) == 5)
+    # contiguous runs: a square, not scattered pixels
+    assert torch.all((rows[:, 1:] - rows[:, :-1]).abs().sum(1) <= 2)
+
+
+class Recorder(nn.Module):
+    """Linear model that records the inputs it sees (to check the perturbation)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3 * 8 * 8, 4)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return self.lin(x.flatten(1))
+
+
+def test_pgd_stays_in_mask_and_ball_and_increases_kl():
+    torch.manual_seed(0)
+    model = Recorder().eval()
+    x = torch.rand(16, 3, 8, 8) * 0.5 + 0.25
+    g = torch.Generator().manual_seed(1)
+    mask = random_patch_masks(16, 8, 8, 3, g, "cpu")
+    kl0 = consistency_kl(model, x, mask, 0.1, 0, torch.Generator().manual_seed(2))
+    model.seen.clear()
+    kl = consistency_kl(model, x, mask, 0.1, 5, torch.Generator().manual_seed(2))
+    assert torch.all(kl >= 0) and kl.shape == (16,)
+    assert kl.mean() > kl0.mean()  # PGD maximises the divergence beyond its random start
+    for seen in model.seen[1:]:
+        d = seen - x
+        assert d.abs().max() <= 0.1 + 1e-6
+        assert torch.all(d[mask.expand_as(d) == 0] == 0)
+
+
+def test_bounded_unlearning_loss_stops_at_bound():
+    in_c = torch.tensor([True, False])
+    loss = bounded_unlearning_loss(in_c, bound=1.0)
+    logits = torch.tensor([[10.0, -10.0], [10.0, -10.0]], requires_grad=True)
+    per = loss(logits, torch.tensor([1, 1]), torch.tensor([0, 1]))
+    assert per[0].item() == 1.0 and per[1].item() > 10
+    per[0].backward()
+    assert torch.all(logits.grad == 0)  # no gradient past the bound: ascent cannot diverge
+
+
+def test_partition_moves_largest_kl():
+    pool = torch.tensor([10, 11, 12, 13])
+    moved, rest = move_most_sensitive(torch.tensor([0.1, 5.0, 0.2, 3.0]), pool, 2)
+    assert moved.tolist() == [11, 13] and sorted(rest.tolist()) == [10, 12]
+
+
+def test_identification_margin_rule():
+    class Fixed(nn.Module):
+        def __init__(self, logits):
+            super().__init__()
+            self.p = nn.Parameter(torch.zeros(1))
+            self.logits = logits
+
+        def forward(self, x):
+            return self.logits[: x.shape[0]] + 0 * self.p
+
+    logits = torch.tensor([[3.0, 1.0], [0.0, 2.0], [1.0, 1.5]])
+    data = ImageData(torch.zeros(3, 2, 2, 3, dtype=torch.uint8), torch.tensor([0, 0, 1]), ("a", "b"))
+    margin = given_label_margin(Fixed(logits), data)
+    assert torch.allclose(margin, torch.tensor([2.0, -2.0, 0.5]))
+
+
+def test_settings_validation():
+    with pytest.raises(ConfigError):
+        create_defense("advrbd", partition_rate=0)
+    with pytest.raises(ConfigError):
+        create_defense("advrbd", partition_rate=0.3, rounds=3)  # pools would exceed the set
+    with pytest.raises(ConfigError):
+        create_defense("advrbd", bogus=1)
+    assert create_defense("advrbd", rounds="2").rounds == 2
+
+
+def test_stage_store_roundtrip_and_key(tmp_path):
+    s = StageStore(tmp_path, "advrbd", "k1")
+    s.save("a", {"t": torch.arange(3), "n": 2})
+    assert s.load("a")["t"].tolist() == [0, 1, 2]
+    assert StageStore(tmp_path, "advrbd", "other").load("a") is None  # other settings: no stale resume
+    assert StageStore(None, "advrbd", "k1").load("a") is None
