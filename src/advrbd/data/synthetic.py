@@ -57,11 +57,13 @@ def _prototypes(num_classes: int, side: int, g: torch.Generator) -> torch.Tensor
 
 
 def make_synthetic(n_train: int = 2000, n_test: int = 500, num_classes: int = 10, size: int = 32,
-                   seed: int = 0) -> Splits:
+                   seed: int = 0, noise: float = _NOISE) -> Splits:
     """Separable synthetic images: uint8 ``N×size×size×3``, balanced classes ``class0..``.
 
     Deterministic given the arguments (draws from ``generator(seed, "synthetic")``). The tiny model
-    reaches ≥ 95% test accuracy on the defaults within a few epochs.
+    reaches ≥ 95% test accuracy on the defaults within a few epochs. ``noise`` (std of the Gaussian
+    pixel noise, [0,1] units) above ~0.3 makes classes overlap, so that clean samples sit near decision
+    boundaries as on real data (used by the AdvrBD known-answer tests).
     """
     if min(n_train, n_test) < 1 or num_classes < 2 or size < 8:
         raise BadInputError(f"synthetic needs n_train, n_test >= 1, classes >= 2 and size >= 8; got "
@@ -80,7 +82,7 @@ def make_synthetic(n_train: int = 2000, n_test: int = 500, num_classes: int = 10
         rows, cols = dy[:, None] + grid, dx[:, None] + grid                      # m×size each
         x = protos[y[:, None, None], rows[:, :, None], cols[:, None, :]]         # m×size×size×3
         x = x * (0.85 + 0.3 * torch.rand(m, 1, 1, 1, generator=g))
-        x = x + _NOISE * torch.randn(x.shape, generator=g)
+        x = x + noise * torch.randn(x.shape, generator=g)
         images[lo : lo + m] = (x.clamp_(0, 1) * 255).round_().to(torch.uint8)
     width = len(str(num_classes - 1))
     classes = [f"class{i:0{width}d}" for i in range(num_classes)]

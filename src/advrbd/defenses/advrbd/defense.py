@@ -103,7 +103,7 @@ class AdvrBD(AdvrBDSettings, Defense):
         labels = data.labels.clone()
         if self.relabel and self.relearn_epochs > 0:
             t = time.perf_counter()
-            labels = relabel(clean, data, suspected)
+            labels = relabel(clean, data, suspected, self.relabel_confidence)
             relearn(clean, data, labels, recipe, _epochs(self.relearn_epochs, E), self.relearn_lr,
                     store.path("relearn-fit"), ctx.progress)
             timed("relabel_relearn", t)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ...train.infer import predict
+from ...train.infer import predict_logits
 from ...train.loop import TrainConfig, fit
 from ...types import ImageData
 
@@ -18,10 +18,17 @@ def clean_training(new_model, data: ImageData, suspected: torch.Tensor, recipe: 
     return model
 
 
-def relabel(model: torch.nn.Module, data: ImageData, suspected: torch.Tensor) -> torch.Tensor:
-    """int64 N: the clean model's prediction for suspected samples, the given label elsewhere."""
-    pred = predict(model, data)
-    return torch.where(suspected, pred, data.labels)
+def relabel(model: torch.nn.Module, data: ImageData, suspected: torch.Tensor, min_confidence: float = 0.0) -> torch.Tensor:
+    """int64 N: the clean model's prediction for suspected samples, the given label elsewhere.
+
+    A suspected sample keeps its given label when the clean model's top probability is below
+    ``min_confidence``. Why: clean samples of the target class are flagged together with the poisons (the
+    enhanced model classifies them "correctly"), so the clean model has barely seen that class and can
+    only guess for them; poisoned images are ordinary images of their source class, which it recognises.
+    """
+    probs = predict_logits(model, data).softmax(1)
+    conf, pred = probs.max(1)
+    return torch.where(suspected & (conf >= min_confidence), pred, data.labels)
 
 
 def relearn(model: torch.nn.Module, data: ImageData, labels: torch.Tensor, recipe: TrainConfig, epochs: int,
