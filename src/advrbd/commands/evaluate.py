@@ -6,7 +6,6 @@ from pathlib import Path
 from ..errors import BadInputError
 from ..io import write_json
 from ..metrics.model import evaluate
-from ..profiles import get_profile
 from .common import add_output_flags, emit, load_run_model
 
 HELP = "measure clean accuracy (and attack success rate with --attack-from) of a run's model"

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadInputError, ConfigError
-from ..train.infer import autocast, model_device, predict_logits
+from ..train.infer import batched_apply, predict_logits
 from ..types import ImageData
 
 
@@ -63,21 +63,7 @@ def features(model: torch.nn.Module, data: ImageData | torch.Tensor, batch_size:
 
     data: ``ImageData`` (uint8) or float ``[0,1]`` NCHW tensor.
     """
-    dev = model_device(model)
-    was_training = model.training
-    model.eval()
-    n = len(data) if isinstance(data, ImageData) else data.shape[0]
-    out = []
-    for s in range(0, n, batch_size):
-        if isinstance(data, ImageData):
-            x = data.images[s : s + batch_size].to(dev).permute(0, 3, 1, 2).float().div_(255)
-        else:
-            x = data[s : s + batch_size].to(dev)
-        x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(dev, precision):
-            out.append(model.features(x).float().flatten(1).cpu())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 0)
+    return batched_apply(model, data, lambda x: model.features(x).flatten(1), batch_size, precision)
 
 
 def per_sample_loss(model: torch.nn.Module, data: ImageData, labels: torch.Tensor | None = None,

@@ -29,13 +29,16 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_logits(
+def batched_apply(
     model: torch.nn.Module,
     data: ImageData | torch.Tensor,
+    fn=None,
     batch_size: int = 1024,
     precision: str = "auto",
 ) -> torch.Tensor:
-    """Logits (float32, CPU, ``N×K``) of ``model`` in eval mode on ``data`` (ImageData or float [0,1] NCHW)."""
+    """``fn(x)`` (default ``model(x)``; e.g. ``model.features``) over ``data`` in batches, with ``model`` in
+    eval mode; returns float32 on the CPU, ``N×...``. data: ImageData (uint8) or float [0,1] NCHW."""
+    fn = fn or model
     dev = model_device(model)
     was_training = model.training
     model.eval()
@@ -48,9 +51,15 @@ def predict_logits(
             x = data[s : s + batch_size].to(dev)
         x = x.contiguous(memory_format=torch.channels_last)
         with autocast(dev, precision):
-            out.append(model(x).float().cpu())
+            out.append(fn(x).float().cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 0)
+
+
+def predict_logits(model: torch.nn.Module, data: ImageData | torch.Tensor, batch_size: int = 1024,
+                   precision: str = "auto") -> torch.Tensor:
+    """Logits (float32, CPU, ``N×K``) of ``model`` in eval mode on ``data``."""
+    return batched_apply(model, data, None, batch_size, precision)
 
 
 def predict(model: torch.nn.Module, data: ImageData | torch.Tensor, **kw) -> torch.Tensor:

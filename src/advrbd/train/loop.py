@@ -226,7 +226,3 @@ def fit(
     secs = time.perf_counter() - t0
     return FitResult(secs, seen / secs if secs > 0 else 0.0, cfg.epochs, tuple(history), start_epoch)
 
-
-def standard_recipe(epochs: int = 10, **overrides: Any) -> TrainConfig:
-    """The CPU default recipe (fastnet width 0.5, batch 512) used by profiles."""
-    return TrainConfig(epochs=epochs, **overrides)
