@@ -17,7 +17,7 @@ from .attacks import create_attack
 from .defenses import DEFENSES
 from .io import load_state_dict, read_json, save_state_dict, write_json
 from .pipeline import (environment, evaluate_defense, make_context, prepare, resolve_recipe, round_evaluator,
-                       run_defense, subset_poisoned, train_standard)
+                       run_defense, train_standard)
 from .profiles import Profile
 from .types import PoisonedDataset
 
@@ -136,5 +136,3 @@ class _standard_cache:
         self._ensure()
         return float(self._seconds)
 
-
-__all__ = ["run_grid", "subset_poisoned"]

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ...train.infer import resolve_device
 from ...train.loop import TrainConfig, fit
 from ...types import ImageData
 from .identify import given_label_margin
@@ -50,7 +51,7 @@ def enhancement_round(
     weights = torch.where(in_c, torch.tensor(-s.unlearn_weight), torch.tensor(1.0))
     cfg = TrainConfig(**{**recipe.__dict__, "epochs": epochs, "lr": s.enhance_lr, "schedule": "constant",
                          "seed": s.seed + 1000 + round_index, "label_smoothing": 0.0})
-    dev_mask = in_c.to(torch.device(cfg.device) if cfg.device != "auto" else next(model.parameters()).device)
+    dev_mask = in_c.to(resolve_device(cfg.device))
     fit(model, data, cfg, weights=weights, loss=bounded_unlearning_loss(dev_mask, s.unlearn_bound),
         checkpoint=checkpoint, progress=f"enhancement round {round_index}" if progress else False)
 
@@ -106,5 +107,5 @@ def enhance(
         rec = {"round": r, "n_clean_pool": len(pool_c), "n_kept": kept, **(on_round(r, model) if on_round else {})}
         history.append(rec)
         stage_store.save(f"round{r}", {"model": model.state_dict(), "pool_c": pool_c, "pool_r": pool_r,
-                                       "record": {k2: v for k2, v in rec.items()}})
+                                       "record": rec})
     return pool_c, history
