@@ -22,7 +22,7 @@ from .profiles import Profile
 from .types import PoisonedDataset
 
 log = logging.getLogger(__name__)
-KEY = ("dataset", "model", "attack", "poison_rate", "defense", "seed")
+KEY = ("dataset", "model", "attack", "poison_rate", "defense", "seed", "reserve")
 
 
 def _clean_poisoned(train) -> PoisonedDataset:
@@ -53,11 +53,12 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     cells: list[dict] = read_json(results_path) if results_path.is_file() else []
-    done = {tuple(c[k] for k in KEY) for c in cells}
+    done = {tuple(c.get(k) for k in KEY) for c in cells}
     prep = prepare(data, profile, seed=0)
     dataset = data or profile.data
-    need_reserve = any(getattr(DEFENSES.get(d), "requires_clean_reserve", False) for d in defenses)
-    train, clean_reserve = (_split_reserve(prep, reserve, 0) if need_reserve else (prep.splits.train, None))
+    # The reserve is held out whatever defenses this call runs, so that every defense of a grid (and a
+    # later call adding defenses to it) sees the same training set and the same standard model.
+    train, clean_reserve = (_split_reserve(prep, reserve, 0) if reserve > 0 else (prep.splits.train, None))
     test = prep.splits.test
     env = environment()
     for seed in seeds:
@@ -65,19 +66,20 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
             attack = None if attack_name == "none" else create_attack(
                 attack_name, rate=rate, target=target, seed=seed, **(attack_settings or {}).get(attack_name, {}))
             todo = [d for d in defenses
-                    if (dataset, profile.model, attack_name, rate if attack else 0.0, d, seed) not in done]
+                    if (dataset, profile.model, attack_name, rate if attack else 0.0, d, seed, reserve) not in done]
             if not todo:
                 continue
             poisoned = attack.poison(train) if attack else _clean_poisoned(train)
             asr_set = attack.make_asr_set(test) if attack else None
             recipe = resolve_recipe(profile, device, seed, attack)
-            work = out / "work" / f"{attack_name}-r{rate}-s{seed}"
+            work = out / "work" / f"{attack_name}-r{rate}-s{seed}-res{reserve}"
             std = _standard_cache(work, poisoned, profile, recipe, progress)
             std.seconds  # train it now, so no defense's wall time includes it by accident
             for d in todo:
+                wants_reserve = getattr(DEFENSES.get(d), "requires_clean_reserve", False)
                 extra = {"on_round": round_evaluator(test, attack, asr_set)} if attack else {}
                 ctx = make_context(poisoned.public(), profile, recipe, workdir=work / d, progress=progress,
-                                   clean_reserve=clean_reserve, standard_model=std.model, extra=extra)
+                                   clean_reserve=clean_reserve if wants_reserve else None, standard_model=std.model, extra=extra)
                 log.info("cell %s × %s (seed %d)", attack_name, d, seed)
                 result, seconds = run_defense(d, (defense_settings or {}).get(d, {}), ctx, poisoned)
                 if d == "none" or result.info.get("reused_standard_training"):
@@ -85,12 +87,11 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
                 ev = evaluate_defense(result, poisoned.data, test, attack, poisoned if attack else None, asr_set)
                 cell = {"profile": profile.name, "dataset": dataset, "model": profile.model, "attack": attack_name,
                         "poison_rate": rate if attack else 0.0, "target": target if attack else None, "defense": d,
-                        "seed": seed, "acc": ev["acc"], "asr": ev["asr"], "n_test": ev["n_test"], "n_asr": ev["n_asr"],
+                        "seed": seed, "reserve": reserve, "acc": ev["acc"], "asr": ev["asr"], "n_test": ev["n_test"], "n_asr": ev["n_asr"],
                         "recall": ev.get("recall"), "fpr": ev.get("fpr"), "precision": ev.get("precision"),
                         "auroc": ev.get("auroc"), "n_flagged": ev.get("n_flagged"), "seconds": seconds,
                         "standard_train_seconds": std.seconds, "n_train": len(poisoned.data),
-                        "clean_reserve": len(clean_reserve) if clean_reserve is not None and
-                        getattr(DEFENSES.get(d), "requires_clean_reserve", False) else 0,
+                        "clean_reserve": len(clean_reserve) if clean_reserve is not None and wants_reserve else 0,
                         "history": list(result.history) or None, **env}
                 cells.append(cell)
                 write_json(results_path, cells)
