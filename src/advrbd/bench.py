@@ -32,15 +32,10 @@ def _clean_poisoned(train) -> PoisonedDataset:
 
 
 def _split_reserve(prep, frac: float, seed: int):
-    """Hold out a stratified clean reserve (before poisoning) for defenses that need clean data."""
-    from .data import stratified_subset
+    """Hold out a stratified clean reserve (before poisoning): ``(rest of the training set, reserve)``."""
+    from .data.subset import stratified_split
 
-    train = prep.splits.train
-    reserve = stratified_subset(train, max(1, round(frac * len(train))), seed + 7919)
-    keep = torch.ones(len(train), dtype=torch.bool)
-    keep[reserve.index] = False
-    rest = train.subset(keep.nonzero().flatten())
-    return rest, train.subset(reserve.index)
+    return stratified_split(prep.splits.train, frac, seed + 7919, "reserve")
 
 
 def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defenses: Sequence[str], out: Path, *,
