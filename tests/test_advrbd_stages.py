@@ -103,3 +103,31 @@ def test_stage_store_roundtrip_and_key(tmp_path):
     assert s.load("a")["t"].tolist() == [0, 1, 2]
     assert StageStore(tmp_path, "advrbd", "other").load("a") is None  # other settings: no stale resume
     assert StageStore(None, "advrbd", "k1").load("a") is None
+
+
+def test_relearn_leaves_out_suspected_samples_whose_label_is_confirmed():
+    from advrbd.defenses.advrbd.retrain import relearn_indices
+
+    data = ImageData(torch.zeros(5, 2, 2, 3, dtype=torch.uint8), torch.tensor([1, 1, 1, 0, 2]), ("a", "b", "c"))
+    suspected = torch.tensor([True, True, False, False, True])
+    relabels = torch.tensor([0, 1, 1, 0, 2])  # sample 0 relabelled; 1 and 4 confirmed (clean-label poison?)
+    assert relearn_indices(data, suspected, relabels).tolist() == [0, 2, 3]
+
+
+def test_adversarial_identification_drops_fragile_predictions():
+    """A linear model: the label of a sample near the boundary flips under a small perturbation, the label of
+    one far from it does not; eps = 0 is the paper's margin rule."""
+    from advrbd.defenses.advrbd.identify import identify
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].weight[0].fill_(1.0)
+        model[1].bias.copy_(torch.tensor([-24.0, 0.0]))  # class 0 iff mean pixel > 0.5
+    imgs = torch.tensor([140, 250, 100], dtype=torch.uint8)[:, None, None, None].expand(3, 4, 4, 3).contiguous()
+    data = ImageData(imgs, torch.tensor([0, 0, 1]), ("a", "b"))
+    plain, _, _ = identify(model, data)
+    adv, margin, thr = identify(model, data, eps=16 / 255, steps=2)
+    assert plain.tolist() == [True, True, True]
+    assert adv.tolist() == [False, True, True] and thr == 0.0 and margin.shape == (3,)

@@ -47,3 +47,18 @@ def test_poison_then_defend_with_ground_truth(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--run", str(run), "--attack-from", str(pdir)]) == 0
     assert "ASR" in capsys.readouterr().out
+
+
+def test_grid_holds_out_the_reserve_on_a_subset_profile(tmp_path):
+    """The clean reserve is split from the profile's subset (its indices point into the full set), is held
+    out for every defense of the grid, and is given only to defenses that need it."""
+    from dataclasses import replace
+
+    from advrbd.bench import run_grid
+    from advrbd.profiles import get_profile
+
+    profile = replace(get_profile("smoke"), subset=200)
+    cells = run_grid(profile, DATA, ["badnet"], ["none", "finetuning"], tmp_path / "g", reserve=0.1)
+    by = {c["defense"]: c for c in cells}
+    assert by["none"]["n_train"] == by["finetuning"]["n_train"] == 180
+    assert by["none"]["clean_reserve"] == 0 and by["finetuning"]["clean_reserve"] == 20

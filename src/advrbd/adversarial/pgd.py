@@ -59,3 +59,34 @@ def consistency_kl(
             delta = ((delta + alpha * grad.sign()).clamp(-eps, eps) * mask).contiguous(memory_format=cl).detach()
     with torch.no_grad():
         return kl_of(delta).clamp_min(0)
+
+
+def pgd_against_label(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int,
+    g: torch.Generator,
+    autocast_ctx=None,
+) -> torch.Tensor:
+    """Logits (float32 N×K) on ``x + δ`` after ``steps`` L∞ PGD steps that raise the cross-entropy of ``y``.
+
+    x: float [0,1] N×C×H×W; y: int64 N; eps in [0,1] pixel units; δ over the whole image, random start,
+    step 2.5·ε/steps. The model must be in eval mode; its parameters get no gradient.
+    """
+    import contextlib
+
+    ctx = autocast_ctx or contextlib.nullcontext
+    alpha = 2.5 * eps / max(1, steps)
+    cl = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    delta = ((torch.rand(x.shape, generator=g, device=x.device) * 2 - 1) * eps).contiguous(memory_format=cl)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        with ctx():
+            loss = F.cross_entropy(model((x + delta).clamp(0, 1)).float(), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, delta)
+        with torch.no_grad():
+            delta = (delta + alpha * grad.sign()).clamp(-eps, eps).contiguous(memory_format=cl).detach()
+    with torch.no_grad(), ctx():
+        return model((x + delta).clamp(0, 1)).float()

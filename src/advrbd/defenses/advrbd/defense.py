@@ -17,7 +17,7 @@ from ...types import DefenseResult
 from ..base import DEFENSES, Defense, DefenseContext
 from .enhance import enhance
 from .identify import identify
-from .retrain import clean_training, relabel, relearn
+from .retrain import clean_training, relabel, relearn, relearn_indices
 from .scoring import consistency_scores
 from .settings import AdvrBDSettings
 from .stages import StageStore
@@ -86,7 +86,7 @@ class AdvrBD(AdvrBDSettings, Defense):
         timed("enhancement", t)
 
         t = time.perf_counter()
-        suspected, margin, threshold = identify(model, data)
+        suspected, margin, threshold = identify(model, data, self.identify_eps, self.pgd_steps, self.seed)
         timed("identification", t)
 
         t = time.perf_counter()
@@ -104,7 +104,8 @@ class AdvrBD(AdvrBDSettings, Defense):
         if self.relabel and self.relearn_epochs > 0:
             t = time.perf_counter()
             labels = relabel(clean, data, suspected, self.relabel_confidence)
-            relearn(clean, data, labels, recipe, _epochs(self.relearn_epochs, E), self.relearn_lr,
+            relearn(clean, data, labels, relearn_indices(data, suspected, labels), recipe,
+                    _epochs(self.relearn_epochs, E), self.relearn_lr,
                     store.path("relearn-fit"), ctx.progress)
             timed("relabel_relearn", t)
 
