@@ -34,7 +34,7 @@ class AdvrBDSettings:
     enhance_lr: float = field(default=0.05, metadata={"doc": "constant learning rate of the enhancement rounds"})
     # Stage 3: identification (see identify.py). 0 = the paper's rule (margin > 0 on the image itself).
     # Measured: digits, 0% poison: flagged 604 -> 250 of 1,348 and ACC 85.3 -> 99.6% (16/255); digits +
-    # BadNets: FPR 25.9 -> 5.6% at recall 100 -> 98.4%. But CIFAR-10 quick + BadNets (a weaker backdoor,
+    # BadNets: FPR 25.9 -> 5.7% at recall 100%. But CIFAR-10 quick + BadNets (a weaker backdoor,
     # test ASR 75%): recall 65.9% -> 9.9% at 8/255 and 61.1% at 0.5/255, so the default stays the paper's.
     identify_eps: float = field(default=0.0, metadata={
         "doc": "L-inf budget of a PGD perturbation the enhanced model must resist for a sample to be flagged (0 = paper's rule)"})
