@@ -74,7 +74,8 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
                 wants_reserve = getattr(DEFENSES.get(d), "requires_clean_reserve", False)
                 extra = {"on_round": round_evaluator(test, attack, asr_set)} if attack else {}
                 ctx = make_context(poisoned.public(), profile, recipe, workdir=work / d, progress=progress,
-                                   clean_reserve=clean_reserve if wants_reserve else None, standard_model=std.model, extra=extra)
+                                   clean_reserve=clean_reserve if wants_reserve else None,
+                                   standard_model=std.model, extra=extra)
                 log.info("cell %s × %s (seed %d)", attack_name, d, seed)
                 result, seconds = run_defense(d, (defense_settings or {}).get(d, {}), ctx, poisoned)
                 if d == "none" or result.info.get("reused_standard_training"):
@@ -82,7 +83,8 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
                 ev = evaluate_defense(result, poisoned.data, test, attack, poisoned if attack else None, asr_set)
                 cell = {"profile": profile.name, "dataset": dataset, "model": profile.model, "attack": attack_name,
                         "poison_rate": rate if attack else 0.0, "target": target if attack else None, "defense": d,
-                        "seed": seed, "reserve": reserve, "acc": ev["acc"], "asr": ev["asr"], "n_test": ev["n_test"], "n_asr": ev["n_asr"],
+                        "seed": seed, "reserve": reserve, "acc": ev["acc"], "asr": ev["asr"], "n_test": ev["n_test"],
+                        "n_asr": ev["n_asr"],
                         "recall": ev.get("recall"), "fpr": ev.get("fpr"), "precision": ev.get("precision"),
                         "auroc": ev.get("auroc"), "n_flagged": ev.get("n_flagged"), "seconds": seconds,
                         "standard_train_seconds": std.seconds, "n_train": len(poisoned.data),

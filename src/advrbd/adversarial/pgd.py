@@ -4,6 +4,8 @@ All functions are batched: one call handles a whole batch, with one random patch
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -18,6 +20,26 @@ def random_patch_masks(n: int, h: int, w: int, side: int, g: torch.Generator, de
     in_r = (rows >= y0[:, None]) & (rows < (y0 + side)[:, None])  # n×h
     in_c = (cols >= x0[:, None]) & (cols < (x0 + side)[:, None])  # n×w
     return (in_r[:, :, None] & in_c[:, None, :]).unsqueeze(1).float()
+
+
+def _linf_pgd(objective, x: torch.Tensor, eps: float, steps: int, alpha: float, g: torch.Generator,
+              mask: torch.Tensor | None = None) -> torch.Tensor:
+    """δ (detached, x's shape and memory format) after ``steps`` sign-gradient steps of size ``alpha`` that
+    raise ``objective(δ).sum()`` (objective: δ -> float N), projected on ``‖δ‖∞ ≤ eps`` and on ``mask``
+    (N×1×H×W in {0,1}; None = whole image). δ starts uniformly at random inside the ball."""
+    cl = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+    def project(d: torch.Tensor) -> torch.Tensor:
+        # keep δ in x's memory format: mixing NCHW and NHWC tensors falls off the fast bf16 conv path
+        return (d if mask is None else d * mask).contiguous(memory_format=cl)
+
+    delta = project((torch.rand(x.shape, generator=g, device=x.device) * 2 - 1) * eps)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        (grad,) = torch.autograd.grad(objective(delta).sum(), delta)
+        with torch.no_grad():
+            delta = project((delta + alpha * grad.sign()).clamp(-eps, eps)).detach()
+    return delta
 
 
 def consistency_kl(
@@ -36,27 +58,18 @@ def consistency_kl(
     δ starts uniformly at random inside the ε-ball (the KL gradient is exactly zero at δ = 0).
     Returns float32 N (nats). The model must be in eval mode; its parameters get no gradient.
     """
-    import contextlib
-
     ctx = autocast_ctx or contextlib.nullcontext
     alpha = step_size if step_size is not None else 2.5 * eps / max(1, steps)
     with torch.no_grad(), ctx():
         logp = F.log_softmax(model(x).float(), dim=1)
     p = logp.exp()
-    cl = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    # keep δ in x's memory format: mixing NCHW and NHWC tensors falls off the fast bf16 conv path
-    delta = ((torch.rand(x.shape, generator=g, device=x.device) * 2 - 1) * eps * mask).contiguous(memory_format=cl)
 
     def kl_of(d: torch.Tensor) -> torch.Tensor:
         with ctx():
             out = model((x + d).clamp(0, 1)).float()
         return (p * (logp - F.log_softmax(out, dim=1))).sum(1)
 
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        (grad,) = torch.autograd.grad(kl_of(delta).sum(), delta)
-        with torch.no_grad():
-            delta = ((delta + alpha * grad.sign()).clamp(-eps, eps) * mask).contiguous(memory_format=cl).detach()
+    delta = _linf_pgd(kl_of, x, eps, steps, alpha, g, mask)
     with torch.no_grad():
         return kl_of(delta).clamp_min(0)
 
@@ -75,18 +88,29 @@ def pgd_against_label(
     x: float [0,1] N×C×H×W; y: int64 N; eps in [0,1] pixel units; δ over the whole image, random start,
     step 2.5·ε/steps. The model must be in eval mode; its parameters get no gradient.
     """
-    import contextlib
-
     ctx = autocast_ctx or contextlib.nullcontext
-    alpha = 2.5 * eps / max(1, steps)
-    cl = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    delta = ((torch.rand(x.shape, generator=g, device=x.device) * 2 - 1) * eps).contiguous(memory_format=cl)
-    for _ in range(steps):
-        delta.requires_grad_(True)
+
+    def logits_at(d: torch.Tensor) -> torch.Tensor:
         with ctx():
-            loss = F.cross_entropy(model((x + delta).clamp(0, 1)).float(), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, delta)
-        with torch.no_grad():
-            delta = (delta + alpha * grad.sign()).clamp(-eps, eps).contiguous(memory_format=cl).detach()
-    with torch.no_grad(), ctx():
-        return model((x + delta).clamp(0, 1)).float()
+            return model((x + d).clamp(0, 1)).float()
+
+    delta = _linf_pgd(lambda d: F.cross_entropy(logits_at(d), y, reduction="none"), x, eps, steps,
+                      2.5 * eps / max(1, steps), g)
+    with torch.no_grad():
+        return logits_at(delta)
+
+
+@contextlib.contextmanager
+def frozen_eval(model: torch.nn.Module):
+    """Run the block with ``model`` in eval mode and no parameter gradients; restore both afterwards."""
+    was_training = model.training
+    model.eval()
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+        model.train(was_training)

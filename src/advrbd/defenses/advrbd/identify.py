@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ...adversarial import pgd_against_label
+from ...adversarial import frozen_eval, pgd_against_label
 from ...seeding import generator
 from ...train.infer import autocast, model_device, predict_logits
 from ...types import ImageData
@@ -37,23 +37,15 @@ def adversarial_margin(model: torch.nn.Module, data: ImageData, eps: float, step
                        batch_size: int = 512) -> torch.Tensor:
     """float32 ``N`` (CPU): the given-label margin on an ε-bounded L∞ PGD perturbation attacking that label."""
     dev = model_device(model)
-    was_training = model.training
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
     g = generator(seed, "advrbd-identify", device=dev)
     out = []
-    try:
+    with frozen_eval(model):
         for start in range(0, len(data), batch_size):
             idx = torch.arange(start, min(len(data), start + batch_size))
             x = data.float_nchw(idx, dev).contiguous(memory_format=torch.channels_last)
             y = data.labels[idx].to(dev)
             logits = pgd_against_label(model, x, y, eps, steps, g, autocast_ctx=lambda: autocast(dev))
             out.append(_margin(logits, y).cpu())
-    finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
-        model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
 
 

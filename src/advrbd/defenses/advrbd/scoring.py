@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from ...adversarial import consistency_kl, random_patch_masks
+from ...adversarial import consistency_kl, frozen_eval, random_patch_masks
 from ...seeding import generator
 from ...train.infer import autocast, model_device
 from ...types import ImageData
@@ -26,26 +26,22 @@ def consistency_scores(
 ) -> torch.Tensor:
     """KL scores (float32, CPU) for the samples at ``indices`` of ``data``, in that order."""
     dev = model_device(model)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
     c, h, w = data.shape
     side = max(1, round(s.patch_frac * min(h, w)))
     g = generator(s.seed, "advrbd-score", stage, device=dev)
     out = []
     bar = tqdm(total=len(indices), desc=f"scoring ({stage})", disable=not progress, unit="img", leave=False)
-    try:
-        for start in range(0, len(indices), s.batch_size):
-            idx = indices[start : start + s.batch_size]
-            x = data.float_nchw(idx, dev).contiguous(memory_format=torch.channels_last)
-            mask = random_patch_masks(len(idx), h, w, side, g, dev)
-            kl = consistency_kl(model, x, mask, s.eps, s.pgd_steps, g, autocast_ctx=lambda: autocast(dev))
-            out.append(kl.float().cpu())
-            bar.update(len(idx))
-    finally:
-        bar.close()
-        for p in model.parameters():
-            p.requires_grad_(True)
+    with frozen_eval(model):
+        try:
+            for start in range(0, len(indices), s.batch_size):
+                idx = indices[start : start + s.batch_size]
+                x = data.float_nchw(idx, dev).contiguous(memory_format=torch.channels_last)
+                mask = random_patch_masks(len(idx), h, w, side, g, dev)
+                kl = consistency_kl(model, x, mask, s.eps, s.pgd_steps, g, autocast_ctx=lambda: autocast(dev))
+                out.append(kl.float().cpu())
+                bar.update(len(idx))
+        finally:
+            bar.close()
     return torch.cat(out) if out else torch.empty(0)
 
 
