@@ -7,7 +7,7 @@ from torch import nn
 from advrbd.adversarial import consistency_kl, random_patch_masks
 from advrbd.defenses import create_defense
 from advrbd.defenses.advrbd.enhance import bounded_unlearning_loss
-from advrbd.defenses.advrbd.identify import given_label_margin
+from advrbd.defenses.advrbd.identify import given_label_margin, identify
 from advrbd.defenses.advrbd.scoring import move_most_sensitive
 from advrbd.defenses.advrbd.stages import StageStore
 from advrbd.errors import ConfigError
@@ -117,7 +117,6 @@ def test_relearn_leaves_out_suspected_samples_whose_label_is_confirmed():
 def test_adversarial_identification_drops_fragile_predictions():
     """A linear model: the label of a sample near the boundary flips under a small perturbation, the label of
     one far from it does not; eps = 0 is the paper's margin rule."""
-    from advrbd.defenses.advrbd.identify import identify
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
@@ -130,4 +129,28 @@ def test_adversarial_identification_drops_fragile_predictions():
     plain, _, _ = identify(model, data)
     adv, margin, thr = identify(model, data, eps=16 / 255, steps=2)
     assert plain.tolist() == [True, True, True]
-    assert adv.tolist() == [False, True, True] and thr == 0.0 and margin.shape == (3,)
+    assert adv.tolist() == [False, True, True] and thr.tolist() == [0.0, 0.0] and margin.shape == (3,)
+
+
+def test_null_calibration_discounts_a_sink_class():
+    """Class 1 is a sink: 20 samples labelled 0 are predicted 1 with top-1 − top-2 margins 0.1 … 2.0. A sample
+    labelled 1 with margin 1.5 is within that pull (not flagged); one with margin 10 (a trigger) is flagged;
+    class 0 has no null set, so its threshold stays 0 (the paper's rule)."""
+    from advrbd.defenses.advrbd.identify import null_thresholds
+
+    pull = torch.linspace(0.1, 2.0, 20)
+    logits = torch.cat([torch.stack([torch.zeros(20), pull], 1),          # labelled 0, predicted 1
+                        torch.tensor([[0.0, 1.5], [0.0, 10.0], [3.0, 0.0]])])  # labelled 1, 1, 0
+    y = torch.tensor([0] * 20 + [1, 1, 0])
+    tau = null_thresholds(logits, y, 0.9)
+    assert tau[0] == 0 and 1.7 < tau[1] < 2.0
+    data = ImageData(torch.zeros(23, 1, 1, 1, dtype=torch.uint8), y, ("a", "b"))
+
+    class Fixed(nn.Module):
+        def forward(self, x):
+            return logits[: len(x)]
+
+    suspected, score, thr = identify(Fixed(), data, null_quantile=0.9)
+    assert suspected[20:].tolist() == [False, True, True] and not suspected[:20].any()
+    plain, _, _ = identify(Fixed(), data)
+    assert plain[20:].tolist() == [True, True, True]

@@ -19,7 +19,7 @@ from .enhance import enhance
 from .identify import identify
 from .retrain import clean_training, relabel, relearn, relearn_indices
 from .scoring import consistency_scores
-from .settings import AdvrBDSettings
+from .settings import LATE_SETTINGS, AdvrBDSettings
 from .stages import StageStore
 
 
@@ -38,10 +38,15 @@ class AdvrBD(AdvrBDSettings, Defense):
     def run(self, ctx: DefenseContext) -> DefenseResult:
         data, E = ctx.train, ctx.recipe.epochs
         recipe: TrainConfig = ctx.recipe
-        key = hashlib.sha256(
-            json.dumps([asdict(self), asdict(recipe), len(data)], sort_keys=True, default=str).encode()
-        ).hexdigest()[:16]
-        store = StageStore(ctx.workdir, "advrbd", key)
+        def key(settings: dict) -> str:
+            blob = json.dumps([settings, asdict(recipe), len(data)], sort_keys=True, default=str)
+            return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+        # Stages up to enhancement do not depend on the later settings: changing only those (e.g. the
+        # identification rule) resumes from the saved enhanced model.
+        early = {k: v for k, v in asdict(self).items() if k not in LATE_SETTINGS}
+        store = StageStore(ctx.workdir, "advrbd", key(early))
+        late_store = StageStore(ctx.workdir, "advrbd", key(asdict(self)))
         on_round = ctx.extra.get("on_round")
         timings: dict[str, float] = {}
 
@@ -86,16 +91,17 @@ class AdvrBD(AdvrBDSettings, Defense):
         timed("enhancement", t)
 
         t = time.perf_counter()
-        suspected, margin, threshold = identify(model, data, self.identify_eps, self.pgd_steps, self.seed)
+        suspected, margin, class_thresholds = identify(model, data, self.identify_eps, self.pgd_steps, self.seed,
+                                                       self.null_quantile if self.null_quantile > 0 else None)
         timed("identification", t)
 
         t = time.perf_counter()
-        saved = store.load("clean")
+        saved = late_store.load("clean")
         clean = ctx.new_model()
         if saved is None:
             clean = clean_training(ctx.new_model, data, suspected, recipe, _epochs(self.clean_epochs, E),
-                                   store.path("clean-fit"), ctx.progress)
-            store.save("clean", {"model": clean.state_dict()})
+                                   late_store.path("clean-fit"), ctx.progress)
+            late_store.save("clean", {"model": clean.state_dict()})
         else:
             clean.load_state_dict(saved["model"])
         timed("clean_training", t)
@@ -106,7 +112,7 @@ class AdvrBD(AdvrBDSettings, Defense):
             labels = relabel(clean, data, suspected, self.relabel_confidence)
             relearn(clean, data, labels, relearn_indices(data, suspected, labels), recipe,
                     _epochs(self.relearn_epochs, E), self.relearn_lr,
-                    store.path("relearn-fit"), ctx.progress)
+                    late_store.path("relearn-fit"), ctx.progress)
             timed("relabel_relearn", t)
 
         info = {
@@ -115,8 +121,9 @@ class AdvrBD(AdvrBDSettings, Defense):
             "stage_seconds": timings,
             "n_flagged": int(suspected.sum()),
             "n_clean_pool": int(len(pool_c)),
+            "class_thresholds": class_thresholds.tolist(),
             "consistency_scores": scores0,
             "clean_pool": pool_c,
         }
         return DefenseResult(model=clean, scores=margin, suspected=suspected, relabels=labels,
-                             threshold=threshold, history=tuple(history), info=info)
+                             threshold=0.0, history=tuple(history), info=info)

@@ -2,15 +2,21 @@
 
 The paper's rule: samples the enhanced model still classifies as their given label are poisoned,
 misclassified ones clean. The continuous score is the margin ``logit[given] − max other logit`` (higher =
-more suspicious); the verdict is ``margin > 0``.
+more suspicious); the verdict is ``score > 0``.
 
-Departure (measured): the enhanced model also still fits clean samples it memorised, and those are
-flagged with the poisons (digits, BadNets: FPR 25.9% at recall 100%). A memorised clean sample loses
-its label under a small adversarial perturbation; a poison keeps it, because the trigger (which the
-enhancement strengthened) carries the prediction — the paper's own premise. So with ``identify_eps > 0``
-the margin is taken on an ε-bounded PGD perturbation of each image that attacks its given label (same
-digits run: ε = 8/255 → FPR 10.0%, ε = 16/255 → 5.7%, recall 100%). On CIFAR-10 quick it cost recall
-(settings.py), so it is an option, off by default.
+Two departures, both options (measured in settings.py):
+
+- ``identify_eps > 0``: the margin is taken on an ε-bounded PGD perturbation of each image that attacks
+  its given label. A memorised clean sample loses its label under it; a poison keeps it, because the
+  trigger carries the prediction (the paper's own premise).
+- ``null_quantile``: per-class calibration. Unlearning the clean pool does not spread evenly: the enhanced
+  model collapses onto a few "sink" classes and predicts them for most inputs, so every sample *labelled*
+  with a sink class is "still correctly classified" and flagged — whole classes vanish from clean
+  training (digits, 0% poison: 135 of 137 ones flagged). The samples of *other* labels that the model
+  predicts as class c show how strongly it pulls an arbitrary image to c; a sample labelled c is flagged
+  only when its margin exceeds the ``null_quantile`` quantile of those samples' top-1 − top-2 margins
+  (threshold 0 for a class with fewer than ``MIN_NULL`` such samples). A trigger lifts its target far
+  above that pull. No ground truth is used: only given labels and the model's predictions.
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from ...adversarial import frozen_eval, pgd_against_label
 from ...seeding import generator
 from ...train.infer import autocast, model_device, predict_logits
 from ...types import ImageData
+
+MIN_NULL = 10  # fewest other-labelled samples predicted as a class for its calibrated threshold
 
 
 def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -33,9 +41,9 @@ def given_label_margin(model: torch.nn.Module, data: ImageData, batch_size: int 
     return _margin(predict_logits(model, data, batch_size=batch_size), data.labels)
 
 
-def adversarial_margin(model: torch.nn.Module, data: ImageData, eps: float, steps: int, seed: int,
+def adversarial_logits(model: torch.nn.Module, data: ImageData, eps: float, steps: int, seed: int,
                        batch_size: int = 512) -> torch.Tensor:
-    """float32 ``N`` (CPU): the given-label margin on an ε-bounded L∞ PGD perturbation attacking that label."""
+    """float32 ``N × C`` (CPU): logits on an ε-bounded L∞ PGD perturbation of each image attacking its label."""
     dev = model_device(model)
     g = generator(seed, "advrbd-identify", device=dev)
     out = []
@@ -44,13 +52,33 @@ def adversarial_margin(model: torch.nn.Module, data: ImageData, eps: float, step
             idx = torch.arange(start, min(len(data), start + batch_size))
             x = data.float_nchw(idx, dev).contiguous(memory_format=torch.channels_last)
             y = data.labels[idx].to(dev)
-            logits = pgd_against_label(model, x, y, eps, steps, g, autocast_ctx=lambda: autocast(dev))
-            out.append(_margin(logits, y).cpu())
-    return torch.cat(out) if out else torch.empty(0)
+            out.append(pgd_against_label(model, x, y, eps, steps, g, autocast_ctx=lambda: autocast(dev)).cpu())
+    return torch.cat(out)
 
 
-def identify(model: torch.nn.Module, data: ImageData, eps: float = 0.0, steps: int = 2,
-             seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(suspected bool N, score float N, threshold 0). ``eps = 0``: the paper's rule on the clean images."""
-    margin = adversarial_margin(model, data, eps, steps, seed) if eps > 0 else given_label_margin(model, data)
-    return margin > 0, margin, 0.0
+def null_thresholds(logits: torch.Tensor, y: torch.Tensor, q: float) -> torch.Tensor:
+    """float32 ``C``: per class c, the q-quantile of top-1 − top-2 margins over samples labelled ≠ c that
+    are predicted c (0 when fewer than ``MIN_NULL``)."""
+    top2 = logits.topk(2, dim=1)
+    pred, pull = top2.indices[:, 0], top2.values[:, 0] - top2.values[:, 1]
+    tau = torch.zeros(logits.shape[1])
+    for c in range(logits.shape[1]):  # C iterations, each vectorised over N
+        null = pull[(pred == c) & (y != c)]
+        if len(null) >= MIN_NULL:
+            tau[c] = null.quantile(q).clamp_min(0)
+    return tau
+
+
+def identify(model: torch.nn.Module, data: ImageData, eps: float = 0.0, steps: int = 2, seed: int = 0,
+             null_quantile: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(suspected bool N, score float N, per-class threshold float C). Verdict: ``score > 0``.
+
+    ``eps = 0`` and ``null_quantile = None``: the paper's rule on the clean images.
+    """
+    if len(data) == 0:
+        return torch.zeros(0, dtype=torch.bool), torch.zeros(0), torch.zeros(0)
+    logits = adversarial_logits(model, data, eps, steps, seed) if eps > 0 else predict_logits(model, data)
+    y = data.labels
+    tau = null_thresholds(logits, y, null_quantile) if null_quantile is not None else torch.zeros(logits.shape[1])
+    score = _margin(logits, y) - tau[y]
+    return score > 0, score, tau

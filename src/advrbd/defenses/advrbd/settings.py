@@ -6,6 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+# Settings that only act from identification on: changing them reuses the saved earlier stages.
+LATE_SETTINGS = frozenset({"identify_eps", "null_quantile", "clean_epochs", "relearn_epochs", "relearn_lr",
+                           "relabel", "relabel_confidence"})
+
+
 @dataclass
 class AdvrBDSettings:
     # Stage 0: warm-up. Measured (quick profile, badnet): after 3 epochs, and after a half-length
@@ -38,6 +43,8 @@ class AdvrBDSettings:
     # test ASR 75%): recall 65.9% -> 9.9% at 8/255 and 61.1% at 0.5/255, so the default stays the paper's.
     identify_eps: float = field(default=0.0, metadata={
         "doc": "L-inf budget of a PGD perturbation the enhanced model must resist for a sample to be flagged (0 = paper's rule)"})
+    null_quantile: float = field(default=0.0, metadata={
+        "doc": "per-class calibration of identification (identify.py): quantile of the margins of other-labelled samples predicted as the class (0 = off)"})
     # Stage 4/5: clean training, relabel and relearn (Eq. 5).
     clean_epochs: float = field(default=1.0, metadata={"doc": "clean training length as a fraction of the recipe's epochs"})
     relearn_epochs: float = field(default=0.2, metadata={"doc": "fine-tuning length on the relabelled full set, fraction of the recipe"})
@@ -55,6 +62,7 @@ class AdvrBDSettings:
             "patch_frac": 0 < self.patch_frac <= 1,
             "eps": 0 < self.eps <= 1,
             "identify_eps": 0 <= self.identify_eps <= 1,
+            "null_quantile": 0 <= self.null_quantile <= 1,
             "pgd_steps": self.pgd_steps >= 0,
             "partition_rate": 0 < self.partition_rate < 1,
             "rounds": self.rounds >= 0,
