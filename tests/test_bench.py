@@ -62,3 +62,27 @@ def test_grid_holds_out_the_reserve_on_a_subset_profile(tmp_path):
     by = {c["defense"]: c for c in cells}
     assert by["none"]["n_train"] == by["finetuning"]["n_train"] == 180
     assert by["none"]["clean_reserve"] == 0 and by["finetuning"]["clean_reserve"] == 20
+
+
+def test_variant_column_reuses_early_stages_and_bad_entries_fail_fast(tmp_path, monkeypatch):
+    """``advrbd[null_quantile=0.5]`` is its own column; it loads the enhanced model the plain advrbd cell saved."""
+    import pytest
+
+    import advrbd.defenses.advrbd.defense as mod
+    from advrbd.bench import run_grid
+    from advrbd.errors import BadInputError, ConfigError
+    from advrbd.profiles import get_profile
+
+    out = tmp_path / "bench"
+    base = ["bench", "--profile", "smoke", "--data", DATA, "--attacks", "badnet", "--set", "advrbd.rounds=1",
+            "--out", str(out), "--quiet"]
+    assert main(base + ["--defenses", "advrbd"]) == 0
+    monkeypatch.setattr(mod, "enhance", lambda *a, **k: pytest.fail("enhancement ran again"))
+    assert main(base + ["--defenses", "advrbd,advrbd[null_quantile=0.5;relearn_epochs=0]"]) == 0
+    cells = json.loads((out / "results.json").read_text())
+    assert [c["defense"] for c in cells] == ["advrbd", "advrbd[null_quantile=0.5;relearn_epochs=0]"]
+    assert r"advrbd\[null_quantile=0.5;relearn_epochs=0\] ACC" in (out / "results.md").read_text()
+    for bad in ("advrbd[rounds=-1]", "advrbd[nope=1]", "advrbd[x", "nodefense"):
+        with pytest.raises((ConfigError, BadInputError)):
+            run_grid(get_profile("smoke"), DATA, ["badnet"], ["none", bad], tmp_path / "bad")
+    assert not (tmp_path / "bad" / "results.json").exists()

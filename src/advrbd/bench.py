@@ -7,6 +7,7 @@ also the reference for cost ratios (``standard_train_seconds``).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -14,7 +15,9 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .attacks import create_attack
-from .defenses import DEFENSES
+from .config import parse_overrides
+from .defenses import DEFENSES, create_defense
+from .errors import ConfigError
 from .io import load_state_dict, read_json, save_state_dict, write_json
 from .pipeline import (environment, evaluate_defense, make_context, prepare, resolve_recipe, round_evaluator,
                        run_defense, train_standard)
@@ -31,6 +34,17 @@ def _clean_poisoned(train) -> PoisonedDataset:
     return PoisonedDataset(train, train.labels.clone(), z, z.clone(), "none", {})
 
 
+def parse_defense(entry: str) -> tuple[str, dict[str, str]]:
+    """``name`` or ``name[key=value;key=value]``: a variant column of a defense with its own settings, e.g.
+    ``advrbd[null_quantile=0.5]``. Variants share the defense's work folder, so stages their settings do
+    not change are reused (AdvrBD keys every stage by the settings it depends on)."""
+    m = re.fullmatch(r"([\w-]+)(?:\[([^\]]*)\])?", entry.strip())
+    if m is None:
+        raise ConfigError(f"bad defense entry {entry!r}: expected NAME or NAME[key=value;...]")
+    DEFENSES.get(m.group(1))
+    return m.group(1), parse_overrides([kv for kv in (m.group(2) or "").split(";") if kv.strip()])
+
+
 def _split_reserve(prep, frac: float, seed: int):
     """Hold out a stratified clean reserve (before poisoning): ``(rest of the training set, reserve)``."""
     from .data.subset import stratified_split
@@ -42,9 +56,10 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
              rate: float = 0.05, target: int = 1, seeds: Sequence[int] = (0,), device: str = "auto",
              reserve: float = 0.05, attack_settings: dict | None = None, defense_settings: dict | None = None,
              progress: bool = False, on_cell: Callable[[dict], None] | None = None) -> list[dict[str, Any]]:
-    """Run the grid and return all cells (finished earlier and now)."""
-    for d in defenses:
-        DEFENSES.get(d)
+    """Run the grid and return all cells (finished earlier and now). ``defenses``: see ``parse_defense``."""
+    variants = {d: parse_defense(d) for d in defenses}
+    for name, variant in variants.values():  # bad settings fail now, not hours into the grid
+        create_defense(name, **{**(defense_settings or {}).get(name, {}), **variant})
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     cells: list[dict] = read_json(results_path) if results_path.is_file() else []
@@ -71,14 +86,16 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
             std = _standard_cache(work, poisoned, profile, recipe, progress)
             std.seconds  # train it now, so no defense's wall time includes it by accident
             for d in todo:
-                wants_reserve = getattr(DEFENSES.get(d), "requires_clean_reserve", False)
+                name, variant = variants[d]
+                wants_reserve = getattr(DEFENSES.get(name), "requires_clean_reserve", False)
                 extra = {"on_round": round_evaluator(test, attack, asr_set)} if attack else {}
-                ctx = make_context(poisoned.public(), profile, recipe, workdir=work / d, progress=progress,
+                ctx = make_context(poisoned.public(), profile, recipe, workdir=work / name, progress=progress,
                                    clean_reserve=clean_reserve if wants_reserve else None,
                                    standard_model=std.model, extra=extra)
                 log.info("cell %s × %s (seed %d)", attack_name, d, seed)
-                result, seconds = run_defense(d, (defense_settings or {}).get(d, {}), ctx, poisoned)
-                if d == "none" or result.info.get("reused_standard_training"):
+                settings = {**(defense_settings or {}).get(name, {}), **variant}
+                result, seconds = run_defense(name, settings, ctx, poisoned)
+                if name == "none" or result.info.get("reused_standard_training"):
                     seconds += std.seconds  # the shared standard training is part of this defense's cost
                 ev = evaluate_defense(result, poisoned.data, test, attack, poisoned if attack else None, asr_set)
                 cell = {"profile": profile.name, "dataset": dataset, "model": profile.model, "attack": attack_name,
