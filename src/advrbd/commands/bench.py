@@ -65,6 +65,12 @@ def run(args) -> int:
     quiet = args.quiet or args.json
 
     def on_cell(c: dict) -> None:
+        from ..io import read_json
+        from ..report import write_results_csv, write_results_md
+
+        so_far = read_json(out / "results.json")  # tables stay current while a long grid runs
+        write_results_csv(so_far, out / "results.csv")
+        write_results_md(so_far, out / "results.md")
         if not quiet:
             asr = f"{c['asr']:6.2f}" if c["asr"] is not None else "     -"
             print(f"{c['attack']:>15} × {c['defense']:<12} ACC {c['acc']:6.2f}  ASR {asr}  {c['seconds']:7.1f} s",
