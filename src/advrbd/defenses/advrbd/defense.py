@@ -38,6 +38,7 @@ class AdvrBD(AdvrBDSettings, Defense):
     def run(self, ctx: DefenseContext) -> DefenseResult:
         data, E = ctx.train, ctx.recipe.epochs
         recipe: TrainConfig = ctx.recipe
+
         def key(settings: dict) -> str:
             blob = json.dumps([settings, asdict(recipe), len(data)], sort_keys=True, default=str)
             return hashlib.sha256(blob.encode()).hexdigest()[:16]
