@@ -37,11 +37,11 @@ def _clean_poisoned(train) -> PoisonedDataset:
 def parse_defense(entry: str) -> tuple[str, dict[str, str]]:
     """``name`` or ``name[key=value;key=value]``: a variant column of a defense with its own settings, e.g.
     ``advrbd[null_quantile=0.5]``. Variants share the defense's work folder, so stages their settings do
-    not change are reused (AdvrBD keys every stage by the settings it depends on)."""
+    not change are reused (AdvrBD keys every stage by the settings it depends on). Syntax only: ``run_grid``
+    validates the name and settings with ``create_defense``."""
     m = re.fullmatch(r"([\w-]+)(?:\[([^\]]*)\])?", entry.strip())
     if m is None:
         raise ConfigError(f"bad defense entry {entry!r}: expected NAME or NAME[key=value;...]")
-    DEFENSES.get(m.group(1))
     return m.group(1), parse_overrides([kv for kv in (m.group(2) or "").split(";") if kv.strip()])
 
 

@@ -22,8 +22,9 @@ def add_arguments(p) -> None:
     p.add_argument("--profile", default="quick", help="smoke (no data needed), quick, cpu or paper")
     p.add_argument("--data", help="dataset spec (smoke: synthetic by default)")
     p.add_argument("--attacks", default=None, help=f"comma-separated attacks or none (default: {ALL_ATTACKS})")
-    p.add_argument("--defenses", default="none,advrbd", help="comma-separated defenses (default none,advrbd); NAME[key=value;...] adds a variant "
-                   "column, e.g. advrbd[null_quantile=0.5]")
+    p.add_argument("--defenses", default="none,advrbd",
+                   help="comma-separated defenses (default none,advrbd); NAME[key=value;...] adds a variant column, "
+                   "e.g. advrbd[null_quantile=0.5]")
     p.add_argument("--rate", type=float, default=0.05, help="poison rate, fraction of the training set")
     p.add_argument("--target", type=int, default=1, help="target class")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")

@@ -93,7 +93,7 @@ class AdvrBD(AdvrBDSettings, Defense):
 
         t = time.perf_counter()
         suspected, margin, class_thresholds = identify(model, data, self.identify_eps, self.pgd_steps, self.seed,
-                                                       self.null_quantile if self.null_quantile > 0 else None)
+                                                       self.null_quantile)
         timed("identification", t)
 
         t = time.perf_counter()

@@ -70,15 +70,15 @@ def null_thresholds(logits: torch.Tensor, y: torch.Tensor, q: float) -> torch.Te
 
 
 def identify(model: torch.nn.Module, data: ImageData, eps: float = 0.0, steps: int = 2, seed: int = 0,
-             null_quantile: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             null_quantile: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(suspected bool N, score float N, per-class threshold float C). Verdict: ``score > 0``.
 
-    ``eps = 0`` and ``null_quantile = None``: the paper's rule on the clean images.
+    ``eps = 0`` and ``null_quantile = 0`` (off): the paper's rule on the clean images.
     """
     if len(data) == 0:
         return torch.zeros(0, dtype=torch.bool), torch.zeros(0), torch.zeros(0)
     logits = adversarial_logits(model, data, eps, steps, seed) if eps > 0 else predict_logits(model, data)
     y = data.labels
-    tau = null_thresholds(logits, y, null_quantile) if null_quantile is not None else torch.zeros(logits.shape[1])
+    tau = null_thresholds(logits, y, null_quantile) if null_quantile > 0 else torch.zeros(logits.shape[1])
     score = _margin(logits, y) - tau[y]
     return score > 0, score, tau
