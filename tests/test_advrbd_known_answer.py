@@ -89,6 +89,20 @@ def test_changing_identification_reuses_enhancement_and_null_rule_cuts_false_pos
     assert evaluate(result.model, ctx.train, attack, asr_set).asr <= 10
 
 
+def test_round_consensus_flags_a_subset_and_keeps_the_poisons(poisoned_run, monkeypatch):
+    """round_consensus (a late setting) reuses the saved round models; a sample is flagged only if every
+    round's model flags it, so the flagged set is inside the paper's rule's and the poisons stay flagged."""
+    import advrbd.defenses.advrbd.defense as mod
+
+    pd, attack, asr_set, _, plain, ctx = poisoned_run
+    for stage in ("enhance", "consistency_scores", "fit"):
+        monkeypatch.setattr(mod, stage, lambda *a, **k: pytest.fail("an early stage ran again"))
+    result, _ = run_defense("advrbd", {"round_consensus": True}, ctx)
+    assert not (result.suspected & ~plain.suspected).any()
+    assert result.suspected[pd.poison_mask].float().mean() >= 0.85
+    assert result.suspected[~pd.poison_mask].sum() < plain.suspected[~pd.poison_mask].sum()
+
+
 def test_clean_dataset_keeps_accuracy(digits):
     """0% poison, with the adversarial identification rule (identify_eps 16/255): measured 98.9% undefended
     -> 99.6% defended, 250 of 1,348 clean images flagged. With the default (the paper's rule) the same data

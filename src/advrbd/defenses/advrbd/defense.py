@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 
@@ -21,6 +22,8 @@ from .retrain import clean_training, relabel, relearn, relearn_indices
 from .scoring import consistency_scores
 from .settings import LATE_SETTINGS, AdvrBDSettings
 from .stages import StageStore
+
+log = logging.getLogger(__name__)
 
 
 def _epochs(frac: float, recipe_epochs: int) -> int:
@@ -83,17 +86,31 @@ class AdvrBD(AdvrBDSettings, Defense):
         t = time.perf_counter()
         saved = store.load("enhanced")
         if saved is None:
-            pool_c, history = enhance(model, data, scores0, self, recipe, max(1, round(self.round_epochs)),
-                                      store, on_round, ctx.progress)
+            pool_c, history, round_states = enhance(model, data, scores0, self, recipe,
+                                                    max(1, round(self.round_epochs)), store, on_round, ctx.progress)
             store.save("enhanced", {"model": model.state_dict(), "pool_c": pool_c, "history": json.dumps(history)})
         else:
             model.load_state_dict(saved["model"])
             pool_c, history = saved["pool_c"], json.loads(saved["history"])
+            rounds = [store.load(f"round{h['round']}") for h in history[1:] if not h.get("stopped")]
+            round_states = [r["model"] for r in rounds if r is not None]
+            if len(round_states) < len(rounds):
+                log.warning("round checkpoints of %s were replaced by another run; round_consensus uses "
+                            "the enhanced model only", ctx.workdir)
+                round_states = []
         timed("enhancement", t)
 
         t = time.perf_counter()
-        suspected, margin, class_thresholds = identify(model, data, self.identify_eps, self.pgd_steps, self.seed,
-                                                       self.null_quantile)
+        models = [model]
+        if self.round_consensus and len(round_states) > 1:
+            models = []
+            for state in round_states:
+                models.append(ctx.new_model())
+                models[-1].load_state_dict(state)
+        verdicts = [identify(m, data, self.identify_eps, self.pgd_steps, self.seed, self.null_quantile) for m in models]
+        # Consensus: flagged only when every round's model flags it (the smallest margin is above 0).
+        margin = torch.stack([v[1] for v in verdicts]).min(0).values
+        suspected, class_thresholds = margin > 0, verdicts[-1][2]
         timed("identification", t)
 
         t = time.perf_counter()

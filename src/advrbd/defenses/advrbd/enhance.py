@@ -66,8 +66,9 @@ def enhance(
     stage_store,
     on_round: Callable[[int, torch.nn.Module], dict] | None = None,
     progress: bool = False,
-) -> tuple[torch.Tensor, list[dict]]:
-    """Run all rounds. Returns the final clean pool D_c (indices) and per-round history records.
+) -> tuple[torch.Tensor, list[dict], list[dict]]:
+    """Run all rounds. Returns the final clean pool D_c (indices), per-round history records and the
+    model's state after each finished round (CPU copies; the last one is the enhanced model).
 
     ``stage_store`` persists (model, pools) after each round so an interrupted run resumes there.
     """
@@ -76,6 +77,10 @@ def enhance(
     pool_c, pool_r = move_most_sensitive(scores0, torch.arange(n), k)
     kept = int((given_label_margin(model, data) > 0).sum())
     history = [{"round": 0, "n_clean_pool": len(pool_c), "n_kept": kept, **(on_round(0, model) if on_round else {})}]
+    states: list[dict] = []
+
+    def snapshot() -> None:
+        states.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
     for r in range(1, s.rounds + 1):
         saved = stage_store.load(f"round{r}")
         if saved is not None:
@@ -85,6 +90,7 @@ def enhance(
             kept = history[-1]["n_kept"]
             if history[-1].get("stopped"):
                 break
+            snapshot()
             continue
         before = copy.deepcopy(model.state_dict())
         enhancement_round(model, data, pool_c, s, recipe, epochs, r, stage_store.path(f"round{r}-fit"), progress)
@@ -106,6 +112,7 @@ def enhance(
             pool_c = torch.cat([pool_c, moved])
         rec = {"round": r, "n_clean_pool": len(pool_c), "n_kept": kept, **(on_round(r, model) if on_round else {})}
         history.append(rec)
+        snapshot()
         stage_store.save(f"round{r}", {"model": model.state_dict(), "pool_c": pool_c, "pool_r": pool_r,
                                        "record": rec})
-    return pool_c, history
+    return pool_c, history, states
