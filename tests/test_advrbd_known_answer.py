@@ -47,7 +47,8 @@ def test_scores_separate_poison_from_clean(poisoned_run):
     assert auroc(result.scores, pd.poison_mask) >= 0.9
     # the perturbation-consistency score ranks poisons as robust (low KL)
     assert auroc(-result.info["consistency_scores"], pd.poison_mask) >= 0.75
-    assert result.suspected[pd.poison_mask].float().mean() >= 0.9  # recall (measured 94-100% by thread count)
+    # recall: measured 89.6% (1 thread) with the default round consensus, 94.0% with the last round's model only
+    assert result.suspected[pd.poison_mask].float().mean() >= 0.85
 
 
 def test_pipeline_removes_the_backdoor(poisoned_run, digits):
@@ -74,43 +75,35 @@ def test_resume_after_interrupted_stage_gives_same_result(poisoned_run):
         assert torch.equal(a, b)
 
 
-def test_changing_identification_reuses_enhancement_and_null_rule_cuts_false_positives(poisoned_run, monkeypatch):
-    """Only late settings change: warm-up, scoring and enhancement are loaded, not rerun. The per-class
-    calibrated rule (null_quantile) keeps recall and flags fewer clean samples than the paper's rule."""
+def test_changing_identification_reuses_enhancement_and_rules_trade_recall_for_fewer_false_positives(
+        poisoned_run, monkeypatch):
+    """Only late settings change: warm-up, scoring and enhancement are loaded, not rerun. Against the
+    paper's rule (the last round's model alone), the default round consensus flags a subset of its flags,
+    and per-class calibration (null_quantile) flags fewer clean samples still; both keep the poisons."""
     import advrbd.defenses.advrbd.defense as mod
 
-    pd, attack, asr_set, _, plain, ctx = poisoned_run
+    pd, attack, asr_set, _, consensus, ctx = poisoned_run
     for stage in ("enhance", "consistency_scores", "fit"):
         monkeypatch.setattr(mod, stage, lambda *a, **k: pytest.fail("an early stage ran again"))
-    result, _ = run_defense("advrbd", {"null_quantile": 0.5}, ctx)
-    # measured (1 thread): paper's rule recall 94.0% / FPR 23.1%; null_quantile 0.5: 92.5% / 17.7%
-    assert result.suspected[pd.poison_mask].float().mean() >= 0.85
-    assert result.suspected[~pd.poison_mask].float().mean() < plain.suspected[~pd.poison_mask].float().mean()
-    assert evaluate(result.model, ctx.train, attack, asr_set).asr <= 10
-
-
-def test_round_consensus_flags_a_subset_and_keeps_the_poisons(poisoned_run, monkeypatch):
-    """round_consensus (a late setting) reuses the saved round models; a sample is flagged only if every
-    round's model flags it, so the flagged set is inside the paper's rule's and the poisons stay flagged."""
-    import advrbd.defenses.advrbd.defense as mod
-
-    pd, attack, asr_set, _, plain, ctx = poisoned_run
-    for stage in ("enhance", "consistency_scores", "fit"):
-        monkeypatch.setattr(mod, stage, lambda *a, **k: pytest.fail("an early stage ran again"))
-    result, _ = run_defense("advrbd", {"round_consensus": True}, ctx)
-    assert not (result.suspected & ~plain.suspected).any()
-    assert result.suspected[pd.poison_mask].float().mean() >= 0.85
-    assert result.suspected[~pd.poison_mask].sum() < plain.suspected[~pd.poison_mask].sum()
+    paper, _ = run_defense("advrbd", {"round_consensus": False}, ctx)
+    calibrated, _ = run_defense("advrbd", {"null_quantile": 0.5}, ctx)
+    assert not (consensus.suspected & ~paper.suspected).any()
+    # measured (1 thread) recall / FPR: paper 94.0 / 23.1%, consensus 89.6 / 18.2%, + null 0.5 85.1 / 13.0%
+    fpr = [r.suspected[~pd.poison_mask].float().mean() for r in (paper, consensus, calibrated)]
+    assert fpr[0] > fpr[1] > fpr[2]
+    for r in (paper, calibrated):
+        assert r.suspected[pd.poison_mask].float().mean() >= 0.8
+        assert evaluate(r.model, ctx.train, attack, asr_set).asr <= 10
 
 
 def test_clean_dataset_keeps_accuracy(digits):
-    """0% poison, with the adversarial identification rule (identify_eps 16/255): measured 98.9% undefended
-    -> 99.6% defended, 250 of 1,348 clean images flagged. With the default (the paper's rule) the same data
-    gave 85.3% (1 thread) and 67.5% (2 threads): the enhanced model still fits 45-54% of a clean set and all
-    of it is flagged; that miss is reported in benchmarks/results/, not asserted here."""
+    """0% poison, with the adversarial identification rule (identify_eps 16/255) on top of the defaults:
+    measured (1 thread) 98.9% undefended -> 99.3% defended, 6.2% of the clean images flagged. The defaults
+    alone gave 97.3% with 31.9% flagged, the paper's rule (round_consensus=false) 85.3% with 44.8%: the
+    enhanced model still fits part of a clean set and flags it; reported in benchmarks/results/."""
     ctx = make_context(digits.train, PROFILE, RECIPE, **MODEL)
     plain = evaluate(ctx.backdoored_model(), digits.test)
     result, _ = run_defense("advrbd", {"identify_eps": 16 / 255}, ctx)
     defended = evaluate(result.model, digits.test)
     assert defended.acc >= plain.acc - 5
-    assert result.suspected.float().mean() < 0.4  # measured 18.5% (1 thread), 31.2% (2); paper's rule 45-54%
+    assert result.suspected.float().mean() < 0.3  # measured 6.2% (1 thread); without identify_eps 31.9%
