@@ -117,11 +117,12 @@ class AdvrBD(AdvrBDSettings, Defense):
         saved = late_store.load("clean")
         clean = ctx.new_model()
         if saved is None:
-            clean = clean_training(ctx.new_model, data, suspected, recipe, _epochs(self.clean_epochs, E),
-                                   late_store.path("clean-fit"), ctx.progress)
-            late_store.save("clean", {"model": clean.state_dict()})
+            clean, retries = clean_training(ctx.new_model, data, suspected, recipe, _epochs(self.clean_epochs, E),
+                                            late_store.path("clean-fit"), ctx.progress)
+            late_store.save("clean", {"model": clean.state_dict(), "retries": retries})
         else:
             clean.load_state_dict(saved["model"])
+            retries = int(saved.get("retries", 0))
         timed("clean_training", t)
 
         labels = data.labels.clone()
@@ -138,6 +139,7 @@ class AdvrBD(AdvrBDSettings, Defense):
             "reused_standard_training": reused,
             "stage_seconds": timings,
             "n_flagged": int(suspected.sum()),
+            "clean_training_retries": retries,
             "n_clean_pool": int(len(pool_c)),
             "class_thresholds": class_thresholds.tolist(),
             "consistency_scores": scores0,
