@@ -103,10 +103,9 @@ class AdvrBD(AdvrBDSettings, Defense):
         t = time.perf_counter()
         models = [model]
         if self.round_consensus and len(round_states) > 1:
-            models = []
-            for state in round_states:
-                models.append(ctx.new_model())
-                models[-1].load_state_dict(state)
+            models = [ctx.new_model() for _ in round_states]
+            for m, state in zip(models, round_states):
+                m.load_state_dict(state)
         verdicts = [identify(m, data, self.identify_eps, self.pgd_steps, self.seed, self.null_quantile) for m in models]
         # Consensus: flagged only when every round's model flags it (the smallest margin is above 0).
         margin = torch.stack([v[1] for v in verdicts]).min(0).values

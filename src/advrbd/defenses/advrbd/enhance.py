@@ -81,6 +81,7 @@ def enhance(
 
     def snapshot() -> None:
         states.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+
     for r in range(1, s.rounds + 1):
         saved = stage_store.load(f"round{r}")
         if saved is not None:
