@@ -31,8 +31,8 @@ def clean_training(new_model, data: ImageData, suspected: torch.Tensor, recipe: 
         model = new_model()
         cfg = TrainConfig(**{**recipe.__dict__, "epochs": epochs, "seed": recipe.seed + retry})
         fit(model, data, cfg, indices=keep, checkpoint=checkpoint, progress="clean training" if progress else False)
-        acc = accuracy(model, subset) / 100
-        if acc > best_acc:
+        acc = accuracy(model, subset) / 100 if len(keep) else 1.0  # nothing kept: nothing to learn
+        if best is None or acc > best_acc:
             best, best_acc = model, acc
         if acc >= 3 / data.num_classes:
             break
