@@ -155,24 +155,3 @@ def test_null_calibration_discounts_a_sink_class():
     plain, _, _ = identify(Fixed(), data)
     assert plain[20:].tolist() == [True, True, True]
 
-
-def test_clean_training_retries_a_run_that_did_not_learn(synth, monkeypatch):
-    """A clean training that ends near chance on its own samples is repeated with the next seed."""
-    import advrbd.defenses.advrbd.retrain as retrain
-    from advrbd.models import create_model
-    from advrbd.train.infer import accuracy
-    from advrbd.train.loop import TrainConfig
-
-    real_fit, seeds = retrain.fit, []
-
-    def fit(model, data, cfg, **kw):  # the first run "diverges": the model is left untrained
-        seeds.append(cfg.seed)
-        if len(seeds) > 1:
-            real_fit(model, data, cfg, **kw)
-
-    monkeypatch.setattr(retrain, "fit", fit)
-    suspected = torch.zeros(len(synth.train), dtype=torch.bool)
-    recipe = TrainConfig(epochs=3, batch_size=64, lr=0.05, device="cpu", seed=7)
-    model, retries = retrain.clean_training(lambda: create_model("tiny"), synth.train, suspected, recipe, 3)
-    assert seeds == [7, 8] and retries == 1
-    assert accuracy(model, synth.train) >= 50

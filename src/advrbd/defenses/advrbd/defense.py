@@ -92,7 +92,9 @@ class AdvrBD(AdvrBDSettings, Defense):
         else:
             model.load_state_dict(saved["model"])
             pool_c, history = saved["pool_c"], json.loads(saved["history"])
-            rounds = [store.load(f"round{h['round']}") for h in history[1:] if not h.get("stopped")]
+            # only the consensus rule needs the models of the rounds before the last
+            rounds = [store.load(f"round{h['round']}") for h in history[1:] if not h.get("stopped")
+                      and self.round_consensus]
             round_states = [r["model"] for r in rounds if r is not None]
             if len(round_states) < len(rounds):
                 log.warning("round checkpoints of %s were replaced by another run; round_consensus uses "
@@ -116,12 +118,11 @@ class AdvrBD(AdvrBDSettings, Defense):
         saved = late_store.load("clean")
         clean = ctx.new_model()
         if saved is None:
-            clean, retries = clean_training(ctx.new_model, data, suspected, recipe, _epochs(self.clean_epochs, E),
-                                            late_store.path("clean-fit"), ctx.progress)
-            late_store.save("clean", {"model": clean.state_dict(), "retries": retries})
+            clean = clean_training(ctx.new_model, data, suspected, recipe, _epochs(self.clean_epochs, E),
+                                   late_store.path("clean-fit"), ctx.progress)
+            late_store.save("clean", {"model": clean.state_dict()})
         else:
             clean.load_state_dict(saved["model"])
-            retries = int(saved.get("retries", 0))
         timed("clean_training", t)
 
         labels = data.labels.clone()
@@ -138,7 +139,6 @@ class AdvrBD(AdvrBDSettings, Defense):
             "reused_standard_training": reused,
             "stage_seconds": timings,
             "n_flagged": int(suspected.sum()),
-            "clean_training_retries": retries,
             "n_clean_pool": int(len(pool_c)),
             "class_thresholds": class_thresholds.tolist(),
             "consistency_scores": scores0,

@@ -2,43 +2,19 @@
 suspected samples with the clean model's prediction and fine-tune on the whole relabelled set (Eq. 5)."""
 from __future__ import annotations
 
-import logging
-
 import torch
 
-from ...train.infer import accuracy, predict_logits
+from ...train.infer import predict_logits
 from ...train.loop import TrainConfig, fit
 from ...types import ImageData
 
-log = logging.getLogger(__name__)
-
-
-MAX_RETRIES = 2  # further seeds tried when a clean training did not learn
-
-
 def clean_training(new_model, data: ImageData, suspected: torch.Tensor, recipe: TrainConfig, epochs: int,
-                   checkpoint=None, progress: bool = False) -> tuple[torch.nn.Module, int]:
-    """Train from scratch on the unsuspected samples. Returns (model, retries).
-
-    A run that ends fitting fewer than 3/C of its own training samples did not learn (measured once on
-    CIFAR-10 quick + PhysicalBA: the loss rose during the learning-rate warm-up and stayed at chance, test
-    ACC 16.8%); it is repeated with the next seed, at most ``MAX_RETRIES`` times, and the best one kept.
-    """
+                   checkpoint=None, progress: bool = False) -> torch.nn.Module:
+    model = new_model()
     keep = (~suspected).nonzero().flatten()
-    subset = data.subset(keep)
-    best, best_acc = None, -1.0
-    for retry in range(MAX_RETRIES + 1):
-        model = new_model()
-        cfg = TrainConfig(**{**recipe.__dict__, "epochs": epochs, "seed": recipe.seed + retry})
-        fit(model, data, cfg, indices=keep, checkpoint=checkpoint, progress="clean training" if progress else False)
-        acc = accuracy(model, subset) / 100 if len(keep) else 1.0  # nothing kept: nothing to learn
-        if best is None or acc > best_acc:
-            best, best_acc = model, acc
-        if acc >= 3 / data.num_classes:
-            break
-        log.warning("clean training fit %.1f%% of its own samples (chance %.1f%%): retrying with seed %d",
-                    100 * acc, 100 / data.num_classes, recipe.seed + retry + 1)
-    return best, retry
+    cfg = TrainConfig(**{**recipe.__dict__, "epochs": epochs})
+    fit(model, data, cfg, indices=keep, checkpoint=checkpoint, progress="clean training" if progress else False)
+    return model
 
 
 def relabel(model: torch.nn.Module, data: ImageData, suspected: torch.Tensor, min_confidence: float = 0.0) -> torch.Tensor:
