@@ -71,6 +71,17 @@ def test_partition_moves_largest_kl():
     assert moved.tolist() == [11, 13] and sorted(rest.tolist()) == [10, 12]
 
 
+def test_stratified_partition_takes_each_class_quota():
+    # given labels of the whole set: positions 10-12 are class 0, 13-15 class 1
+    labels = torch.tensor([0] * 10 + [0, 0, 0, 1, 1, 1])
+    scores = torch.tensor([0.1, 5.0, 0.2, 3.0, 1.0, 2.0])
+    moved, rest = move_most_sensitive(scores, torch.arange(10, 16), 0, torch.tensor([1, 2]), labels)
+    assert moved.tolist() == [11, 13, 15] and rest.tolist() == [10, 12, 14]
+    moved, _ = move_most_sensitive(torch.tensor([9.0, 8.0, 7.0, 1.0, 0.5, 0.2]), torch.arange(10, 16), 0,
+                                   torch.tensor([1, 1]), labels)
+    assert moved.tolist() == [10, 13]  # not [10, 11]: one per class
+
+
 def test_identification_margin_rule():
     class Fixed(nn.Module):
         def __init__(self, logits):
@@ -155,3 +166,29 @@ def test_null_calibration_discounts_a_sink_class():
     plain, _, _ = identify(Fixed(), data)
     assert plain[20:].tolist() == [True, True, True]
 
+
+
+def test_enhancement_moves_only_misclassified_samples_with_move_unkept(synth):
+    """With ``move_unkept`` the samples moved to D_c after round 1 are ones the round-1 model misclassifies;
+    with ``stratify_pool`` every class gets its quota in the initial pool."""
+    from advrbd.defenses.advrbd.enhance import enhance
+    from advrbd.defenses.advrbd.identify import given_label_margin
+    from advrbd.defenses.advrbd.settings import AdvrBDSettings
+    from advrbd.models import create_model
+    from advrbd.train.loop import TrainConfig, fit
+
+    data = synth.train
+    torch.manual_seed(0)
+    model = create_model("tiny", 10)
+    recipe = TrainConfig(epochs=2, batch_size=64, lr=0.05, device="cpu", precision="fp32")
+    fit(model, data, TrainConfig(**{**recipe.__dict__, "epochs": 6}))
+    s = AdvrBDSettings(rounds=2, partition_rate=0.1, stratify_pool=True, move_unkept=True)
+    scores = torch.rand(len(data), generator=torch.Generator().manual_seed(0))
+    pool_c, history, states = enhance(model, data, scores, s, recipe, 1, StageStore(None, "advrbd", "k"))
+    k = round(0.1 * len(data))
+    assert torch.bincount(data.labels[pool_c[:k]], minlength=10).tolist() == [6] * 10  # 60 per class × 0.1
+    round1 = create_model("tiny", 10)
+    round1.load_state_dict(states[0])
+    moved = pool_c[k:]
+    assert len(moved) > 0 and len(history) == 3, history
+    assert bool((given_label_margin(round1, data)[moved] <= 0).all())

@@ -30,9 +30,11 @@ def test_list(kind, capsys):
 
 def test_list_contents(capsys):
     main(["list", "defenses", "--json"])
-    names = {r["name"] for r in json.loads(capsys.readouterr().out)}
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert {"none", "advrbd", "abl", "clp", "dbr", "scan", "cutmix", "finetuning", "fineprune", "oracle",
-            "neural_cleanse"} <= names
+            "neural_cleanse"} <= set(rows)
+    settings = {s["name"]: s for s in rows["advrbd"]["settings"]}  # every --set key with default and doc
+    assert settings["round_consensus"]["default"] is True and settings["stratify_pool"]["doc"]
 
 
 def test_train_then_evaluate(tmp_path, capsys):

@@ -1,6 +1,8 @@
 """advrbd list: registered attacks, defenses, models, datasets and profiles with one-line descriptions."""
 from __future__ import annotations
 
+import dataclasses
+
 from .common import add_output_flags, emit
 
 HELP = "list registered attacks, defenses, models, datasets or profiles"
@@ -26,7 +28,21 @@ def run(args) -> int:
             from ..models import MODELS as reg
         else:
             from ..data import DATASETS as reg
-        rows = [(e.name, e.description) for e in reg.entries()]
-    width = max((len(n) for n, _ in rows), default=0)
-    emit(args, "\n".join(f"{n:<{width}}  {d}" for n, d in rows), [{"name": n, "description": d} for n, d in rows])
+        rows = [(e.name, e.description, _settings(e.obj)) for e in reg.entries()]
+    if args.kind == "profiles":
+        rows = [(n, d, []) for n, d in rows]
+    width = max((len(r[0]) for r in rows), default=0)
+    text = []
+    for n, d, settings in rows:
+        text.append(f"{n:<{width}}  {d}")
+        text += [f"{'':<{width}}    {s['name']} = {s['default']!r}  {s['doc']}" for s in settings]
+    emit(args, "\n".join(text), [{"name": n, "description": d, "settings": s} for n, d, s in rows])
     return 0
+
+
+def _settings(obj) -> list[dict]:
+    """The dataclass fields of an attack or defense (name, default, doc); [] for other registered objects."""
+    if not dataclasses.is_dataclass(obj):
+        return []
+    return [{"name": f.name, "default": f.default, "doc": f.metadata.get("doc", "")}
+            for f in dataclasses.fields(obj) if f.default is not dataclasses.MISSING and f.init]

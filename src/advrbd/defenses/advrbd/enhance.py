@@ -6,6 +6,8 @@ bounded gradient ascent on the surely-clean pool (a sample's ascent stops once i
 samples move to D_c. Clean accuracy falls and attack success rises with every round (paper Fig. 6).
 Rounds stop early, keeping the previous model, when a round raises the number of samples the model
 still classifies as their given label (a label-free sign that it started unlearning the backdoor).
+Options (settings.py): ``stratify_pool`` moves ρ·n_c samples of each given class c instead of ρ·N overall;
+``move_unkept`` moves only samples the round's model misclassifies.
 """
 from __future__ import annotations
 
@@ -74,7 +76,9 @@ def enhance(
     """
     n = len(data)
     k = max(1, round(s.partition_rate * n))
-    pool_c, pool_r = move_most_sensitive(scores0, torch.arange(n), k)
+    labels = data.labels
+    quota = (s.partition_rate * torch.bincount(labels)).round().long() if s.stratify_pool else None
+    pool_c, pool_r = move_most_sensitive(scores0, torch.arange(n), k, quota, labels)
     kept = int((given_label_margin(model, data) > 0).sum())
     history = [{"round": 0, "n_clean_pool": len(pool_c), "n_kept": kept, **(on_round(0, model) if on_round else {})}]
     states: list[dict] = []
@@ -95,7 +99,8 @@ def enhance(
             continue
         before = copy.deepcopy(model.state_dict())
         enhancement_round(model, data, pool_c, s, recipe, epochs, r, stage_store.path(f"round{r}-fit"), progress)
-        now = int((given_label_margin(model, data) > 0).sum())
+        margin = given_label_margin(model, data)
+        now = int((margin > 0).sum())
         if now > kept:
             # Enhancement works while fewer samples keep their given label. When the count rises, the round
             # unlearned the backdoor rather than clean features (measured on digits: round 3 took ASR from
@@ -109,8 +114,10 @@ def enhance(
         kept = now
         if r < s.rounds:  # the last re-score would only grow D_c, which nothing uses afterwards
             sc = consistency_scores(model, data, pool_r, s, f"round{r}", progress) if s.rescore else scores0[pool_r]
-            moved, pool_r = move_most_sensitive(sc, pool_r, k)
-            pool_c = torch.cat([pool_c, moved])
+            # candidates: D_r samples this round's model misclassifies (all of D_r without move_unkept)
+            cand = margin[pool_r] <= 0 if s.move_unkept else torch.ones(len(pool_r), dtype=torch.bool)
+            moved, rest = move_most_sensitive(sc[cand], pool_r[cand], k, quota, labels)
+            pool_c, pool_r = torch.cat([pool_c, moved]), torch.cat([pool_r[~cand], rest])
         rec = {"round": r, "n_clean_pool": len(pool_c), "n_kept": kept, **(on_round(r, model) if on_round else {})}
         history.append(rec)
         snapshot()

@@ -45,8 +45,25 @@ def consistency_scores(
     return torch.cat(out) if out else torch.empty(0)
 
 
-def move_most_sensitive(scores: torch.Tensor, pool_r: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split ``pool_r`` (indices, scores aligned) into (k most sensitive = largest KL, the rest)."""
-    k = max(0, min(k, len(pool_r)))
+def move_most_sensitive(scores: torch.Tensor, pool_r: torch.Tensor, k: int,
+                        quota: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``pool_r`` (indices, scores aligned) into (k most sensitive = largest KL, the rest).
+
+    With ``quota`` (int64 ``C``) and ``labels`` (given labels of the whole set): the ``quota[c]`` most
+    sensitive samples of each given class c move instead of the k most sensitive overall (``k`` unused).
+    """
     order = torch.argsort(scores, descending=True, stable=True)
-    return pool_r[order[:k]], pool_r[order[k:]]
+    if quota is None:
+        k = max(0, min(k, len(pool_r)))
+        take = torch.zeros(len(pool_r), dtype=torch.bool)
+        take[order[:k]] = True
+    else:
+        y = labels[pool_r[order]]
+        # rank of each sample among the pool's samples of its class, in descending score order
+        onehot = torch.nn.functional.one_hot(y, len(quota))
+        rank = (onehot.cumsum(0) * onehot).sum(1) - 1
+        take = torch.zeros(len(pool_r), dtype=torch.bool)
+        take[order[rank < quota[y]]] = True
+    moved = pool_r[take][torch.argsort(scores[take], descending=True, stable=True)]
+    return moved, pool_r[~take]

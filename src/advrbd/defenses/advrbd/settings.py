@@ -35,6 +35,21 @@ class AdvrBDSettings:
     # round 3 against 14 when the next ρ·N come from the warm-up ranking; unlearning those poisons weakens
     # the backdoor the identification relies on (recall 86.6% vs 91.6%), and skipping saves 2 scoring passes.
     rescore: bool = field(default=False, metadata={"doc": "re-score D_r with the enhanced model each round (paper) instead of reusing the initial ranking"})
+    # Both options below target what goes wrong in the rounds; both are off by default (session 5,
+    # benchmarks/results/quick_cifar10_grid.md, quick, 5%, no defense -> option, ACC / ASR).
+    # stratify_pool: the surely-clean pool of the quick grid held 195-199 samples of classes 7 and 9 against
+    # 405 of class 2 after 3 rounds (hard classes are the most sensitive), the ascent unlearned the hard
+    # classes and the model collapsed onto the robust ones, whose clean samples were then flagged (0% poison:
+    # 443 of 950 class-9 samples). With a quota per given label: 0% poison ACC 67.23 -> 74.68 (8.5% flagged),
+    # sig 68.37/0.10 -> 73.54/0.04, badnet 72.60/5.38 -> 73.06/11.90, but tact 70.46/7.90 -> 73.13/98.20:
+    # round 3 unlearned TaCT's backdoor (22 poisons in D_c; D_r poisons kept 100% -> 76%, recall 73.7%).
+    stratify_pool: bool = field(default=False, metadata={
+        "doc": "move ρ·n_c of each given class c to the surely-clean pool per round (false: ρ·N overall, paper)"})
+    # move_unkept: after rounds 1-2 the enhanced model keeps 100% of TaCT's D_r poisons but 32-49% of its
+    # clean samples, so only samples it misclassifies move to D_c. With stratify_pool: tact recall 73.7 ->
+    # 92.6% but FPR 5.2 -> 15.6% and ASR 91.10 (35 poisons left); badnet 68.11/3.20.
+    move_unkept: bool = field(default=False, metadata={
+        "doc": "after a round, move to D_c only samples of D_r the enhanced model misclassifies"})
     unlearn_bound: float = field(default=5.0, metadata={"doc": "per-sample loss above which ascent stops (bounded ascent), nats"})
     enhance_lr: float = field(default=0.05, metadata={"doc": "constant learning rate of the enhancement rounds"})
     # Stage 3: identification (see identify.py). 0 = the paper's rule (margin > 0 on the image itself).
