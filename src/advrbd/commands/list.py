@@ -1,4 +1,5 @@
-"""advrbd list: registered attacks, defenses, models, datasets and profiles with one-line descriptions."""
+"""advrbd list: registered attacks, defenses, models, datasets and profiles with one-line descriptions, and
+the settings (``--set`` keys) of every attack and defense with their defaults and docs."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +19,7 @@ def run(args) -> int:
     if args.kind == "profiles":
         from ..profiles import PROFILES
 
-        rows = [(p.name, p.description) for p in PROFILES.values()]
+        rows = [(p.name, p.description, []) for p in PROFILES.values()]
     else:
         if args.kind == "attacks":
             from ..attacks import ATTACKS as reg
@@ -29,8 +30,6 @@ def run(args) -> int:
         else:
             from ..data import DATASETS as reg
         rows = [(e.name, e.description, _settings(e.obj)) for e in reg.entries()]
-    if args.kind == "profiles":
-        rows = [(n, d, []) for n, d in rows]
     width = max((len(r[0]) for r in rows), default=0)
     text = []
     for n, d, settings in rows:

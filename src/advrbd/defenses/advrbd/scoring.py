@@ -54,16 +54,14 @@ def move_most_sensitive(scores: torch.Tensor, pool_r: torch.Tensor, k: int,
     sensitive samples of each given class c move instead of the k most sensitive overall (``k`` unused).
     """
     order = torch.argsort(scores, descending=True, stable=True)
+    take = torch.zeros(len(pool_r), dtype=torch.bool)
     if quota is None:
-        k = max(0, min(k, len(pool_r)))
-        take = torch.zeros(len(pool_r), dtype=torch.bool)
-        take[order[:k]] = True
+        take[order[: max(0, min(k, len(pool_r)))]] = True
     else:
         y = labels[pool_r[order]]
         # rank of each sample among the pool's samples of its class, in descending score order
         onehot = torch.nn.functional.one_hot(y, len(quota))
         rank = (onehot.cumsum(0) * onehot).sum(1) - 1
-        take = torch.zeros(len(pool_r), dtype=torch.bool)
         take[order[rank < quota[y]]] = True
     moved = pool_r[take][torch.argsort(scores[take], descending=True, stable=True)]
     return moved, pool_r[~take]
