@@ -167,7 +167,6 @@ def test_null_calibration_discounts_a_sink_class():
     assert plain[20:].tolist() == [True, True, True]
 
 
-
 def test_enhancement_moves_only_misclassified_samples_with_move_unkept(synth):
     """With ``move_unkept`` the samples moved to D_c after round 1 are ones the round-1 model misclassifies;
     with ``stratify_pool`` every class gets its quota in the initial pool."""
