@@ -44,7 +44,9 @@ class AdvrBDSettings:
     # 68.16/22.03 -> 72.54/39.88 (ACC within 2 points of clean training everywhere; 0% poison 67.23 ->
     # 74.68), physical 65.00/2.32 -> 70.89/1.83, sig 68.37/0.10 -> 73.54/0.04, but tact 7.90 -> 98.20 (round 3
     # unlearned its backdoor: 22 poisons in D_c, D_r poisons kept 100% -> 76%), adaptive_patch 61 -> 84,
-    # badnet 5.4 -> 11.9, wanet 10 -> 22, adaptive_blend 10 -> 24. ASR matters more, so it is off.
+    # badnet 5.4 -> 11.9, wanet 10 -> 22, adaptive_blend 10 -> 24. ASR matters more, so it is off. At seed 1
+    # the TaCT ranking reverses (default 67.92/81.10, stratified 70.82/9.60) and on badnet the stratified pool
+    # costs ACC (70.18/2.20 -> 66.37/2.76): single-seed cells cannot settle it.
     stratify_pool: bool = field(default=False, metadata={
         "doc": "move ρ·n_c of each given class c to the surely-clean pool per round (false: ρ·N overall, paper)"})
     # move_unkept: after rounds 1-2 the enhanced model keeps 100% of TaCT's D_r poisons but 32-49% of its
