@@ -93,8 +93,8 @@ class AdvrBD(AdvrBDSettings, Defense):
             model.load_state_dict(saved["model"])
             pool_c, history = saved["pool_c"], json.loads(saved["history"])
             # only the consensus rule needs the models of the rounds before the last
-            rounds = [store.load(f"round{h['round']}") for h in history[1:] if not h.get("stopped")
-                      and self.round_consensus]
+            rounds = ([store.load(f"round{h['round']}") for h in history[1:] if not h.get("stopped")]
+                      if self.round_consensus else [])
             round_states = [r["model"] for r in rounds if r is not None]
             if len(round_states) < len(rounds):
                 log.warning("round checkpoints of %s were replaced by another run; round_consensus uses "

@@ -8,6 +8,7 @@ from ...train.infer import predict_logits
 from ...train.loop import TrainConfig, fit
 from ...types import ImageData
 
+
 def clean_training(new_model, data: ImageData, suspected: torch.Tensor, recipe: TrainConfig, epochs: int,
                    checkpoint=None, progress: bool = False) -> torch.nn.Module:
     model = new_model()

@@ -59,9 +59,12 @@ def move_most_sensitive(scores: torch.Tensor, pool_r: torch.Tensor, k: int,
         take[order[: max(0, min(k, len(pool_r)))]] = True
     else:
         y = labels[pool_r[order]]
-        # rank of each sample among the pool's samples of its class, in descending score order
-        onehot = torch.nn.functional.one_hot(y, len(quota))
-        rank = (onehot.cumsum(0) * onehot).sum(1) - 1
+        # rank of each sample among the pool's samples of its class, in descending score order: a stable
+        # sort by class keeps the score order inside each class
+        by_class = torch.argsort(y, stable=True)
+        counts = torch.bincount(y, minlength=len(quota))
+        rank = torch.empty_like(y)
+        rank[by_class] = torch.arange(len(y)) - (counts.cumsum(0) - counts)[y[by_class]]
         take[order[rank < quota[y]]] = True
     moved = pool_r[take][torch.argsort(scores[take], descending=True, stable=True)]
     return moved, pool_r[~take]
