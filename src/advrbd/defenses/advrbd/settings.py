@@ -46,7 +46,9 @@ class AdvrBDSettings:
     # unlearned its backdoor: 22 poisons in D_c, D_r poisons kept 100% -> 76%), adaptive_patch 61 -> 84,
     # badnet 5.4 -> 11.9, wanet 10 -> 22, adaptive_blend 10 -> 24. ASR matters more, so it is off. At seed 1
     # the TaCT ranking reverses (default 67.92/81.10, stratified 70.82/9.60) and on badnet the stratified pool
-    # costs ACC (70.18/2.20 -> 66.37/2.76): single-seed cells cannot settle it.
+    # costs ACC (70.18/2.20 -> 66.37/2.76): single-seed cells cannot settle it. All eight at seed 1 (session 6):
+    # mean 66.46/24.00 -> 68.52/15.31; over both seeds 67.31/23.02 -> 70.53/27.60, within the spread of
+    # single cells (TaCT 7.90 vs 81.10 for the same rule), so the paper's ρ·N stays the default.
     stratify_pool: bool = field(default=False, metadata={
         "doc": "move ρ·n_c of each given class c to the surely-clean pool per round (false: ρ·N overall, paper)"})
     # move_unkept: after rounds 1-2 the enhanced model keeps 100% of TaCT's D_r poisons but 32-49% of its
