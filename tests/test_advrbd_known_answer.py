@@ -4,6 +4,7 @@ Data: scikit-learn's handwritten digits (1,348 train / 449 test, 32×32) with a 
 poison, target 1; fastnet at width 0.25 for 8 epochs (the demo's recipe, shortened). One defended run
 is shared by the tests.
 """
+import copy
 from dataclasses import replace
 
 import pytest
@@ -72,6 +73,27 @@ def test_resume_after_interrupted_stage_gives_same_result(poisoned_run):
     again, _ = run_defense("advrbd", {}, ctx)
     assert torch.equal(again.suspected, result.suspected) and torch.equal(again.scores, result.scores)
     for a, b in zip(again.model.state_dict().values(), result.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resumed_run_that_loads_the_warm_up_trains_the_same_clean_model(poisoned_run, tmp_path):
+    """A run that reused the standard model as its warm-up and a resumed run that loads the saved warm-up
+    (and so builds one more model first) start clean training from the same initialisation."""
+    pd, *_, ctx = poisoned_run
+    standard = ctx.backdoored_model()
+
+    def run():
+        c = make_context(pd.public(), PROFILE, RECIPE, workdir=tmp_path, standard_model=lambda: copy.deepcopy(standard),
+                         **MODEL)
+        return run_defense("advrbd", {"rounds": 1, "relabel": False}, c)[0]
+
+    first = run()
+    assert first.info["reused_standard_training"]
+    for late in tmp_path.glob("advrbd-clean*"):  # interrupted before clean training finished
+        late.unlink()
+    again = run()
+    assert torch.equal(again.suspected, first.suspected)
+    for a, b in zip(again.model.state_dict().values(), first.model.state_dict().values()):
         assert torch.equal(a, b)
 
 

@@ -57,6 +57,10 @@ class AdvrBD(AdvrBDSettings, Defense):
         def timed(stage: str, t0: float) -> None:
             timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
 
+        # new_model()'s k-th call gets init seed k, so the warm-up's and the clean model's are built first on
+        # every path: their initialisations are then the same whether the warm-up was trained, reused from
+        # the standard model or loaded by a resumed run.
+        warm, clean = ctx.new_model(), ctx.new_model()
         t = time.perf_counter()
         saved = store.load("warmup")
         reused = saved is None and self.warmup_epochs == 1.0 and ctx.standard_model is not None
@@ -64,12 +68,12 @@ class AdvrBD(AdvrBDSettings, Defense):
             model = ctx.standard_model()
             store.save("warmup", {"model": model.state_dict(), "reused": True})
         elif saved is None:
-            model = ctx.new_model()
+            model = warm
             cfg = TrainConfig(**{**recipe.__dict__, "epochs": _epochs(self.warmup_epochs, E), "seed": self.seed})
             fit(model, data, cfg, checkpoint=store.path("warmup-fit"), progress="warm-up" if ctx.progress else False)
             store.save("warmup", {"model": model.state_dict()})
         else:
-            model = ctx.new_model()
+            model = warm
             model.load_state_dict(saved["model"])
             reused = bool(saved.get("reused", False))
         timed("warmup", t)
@@ -116,10 +120,9 @@ class AdvrBD(AdvrBDSettings, Defense):
 
         t = time.perf_counter()
         saved = late_store.load("clean")
-        clean = ctx.new_model()
         if saved is None:
-            clean = clean_training(ctx.new_model, data, suspected, recipe, _epochs(self.clean_epochs, E),
-                                   late_store.path("clean-fit"), ctx.progress)
+            clean_training(clean, data, suspected, recipe, _epochs(self.clean_epochs, E),
+                           late_store.path("clean-fit"), ctx.progress)
             late_store.save("clean", {"model": clean.state_dict()})
         else:
             clean.load_state_dict(saved["model"])

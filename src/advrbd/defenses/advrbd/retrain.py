@@ -9,13 +9,12 @@ from ...train.loop import TrainConfig, fit
 from ...types import ImageData
 
 
-def clean_training(new_model, data: ImageData, suspected: torch.Tensor, recipe: TrainConfig, epochs: int,
-                   checkpoint=None, progress: bool = False) -> torch.nn.Module:
-    model = new_model()
+def clean_training(model: torch.nn.Module, data: ImageData, suspected: torch.Tensor, recipe: TrainConfig,
+                   epochs: int, checkpoint=None, progress: bool = False) -> None:
+    """Train the freshly initialised ``model`` in place on the unsuspected samples."""
     keep = (~suspected).nonzero().flatten()
     cfg = TrainConfig(**{**recipe.__dict__, "epochs": epochs})
     fit(model, data, cfg, indices=keep, checkpoint=checkpoint, progress="clean training" if progress else False)
-    return model
 
 
 def relabel(model: torch.nn.Module, data: ImageData, suspected: torch.Tensor, min_confidence: float = 0.0) -> torch.Tensor:
