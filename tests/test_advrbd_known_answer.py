@@ -78,13 +78,14 @@ def test_resume_after_interrupted_stage_gives_same_result(poisoned_run):
 
 def test_resumed_run_that_loads_the_warm_up_trains_the_same_clean_model(poisoned_run, tmp_path):
     """A run that reused the standard model as its warm-up and a resumed run that loads the saved warm-up
-    (and so builds one more model first) start clean training from the same initialisation."""
+    start clean training from the same initialisation (the model factory's k-th model gets init seed k, and
+    the loading path builds one more model)."""
     pd, *_, ctx = poisoned_run
     standard = ctx.backdoored_model()
 
     def run():
-        c = make_context(pd.public(), PROFILE, RECIPE, workdir=tmp_path, standard_model=lambda: copy.deepcopy(standard),
-                         **MODEL)
+        c = make_context(pd.public(), PROFILE, RECIPE, workdir=tmp_path,
+                         standard_model=lambda: copy.deepcopy(standard), **MODEL)
         return run_defense("advrbd", {"rounds": 1, "relabel": False}, c)[0]
 
     first = run()
