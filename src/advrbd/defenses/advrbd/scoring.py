@@ -66,5 +66,5 @@ def move_most_sensitive(scores: torch.Tensor, pool_r: torch.Tensor, k: int,
         rank = torch.empty_like(y)
         rank[by_class] = torch.arange(len(y)) - (counts.cumsum(0) - counts)[y[by_class]]
         take[order[rank < quota[y]]] = True
-    moved = pool_r[take][torch.argsort(scores[take], descending=True, stable=True)]
+    moved = pool_r[order][take[order]]  # in descending score order
     return moved, pool_r[~take]

@@ -35,20 +35,14 @@ class AdvrBDSettings:
     # round 3 against 14 when the next ρ·N come from the warm-up ranking; unlearning those poisons weakens
     # the backdoor the identification relies on (recall 86.6% vs 91.6%), and skipping saves 2 scoring passes.
     rescore: bool = field(default=False, metadata={"doc": "re-score D_r with the enhanced model each round (paper) instead of reusing the initial ranking"})
-    # Both options below target what goes wrong in the rounds; both are off by default (session 5,
-    # benchmarks/results/quick_cifar10_grid.md, quick, 5%, no defense -> option, ACC / ASR).
-    # stratify_pool: the surely-clean pool of the quick grid held 195-199 samples of classes 7 and 9 against
-    # 405 of class 2 after 3 rounds (hard classes are the most sensitive), the ascent unlearned the hard
-    # classes and the model collapsed onto the robust ones, whose clean samples were then flagged (0% poison:
-    # 443 of 950 class-9 samples). With a quota per given label, on all eight quick attacks: mean ACC / ASR
-    # 68.16/22.03 -> 72.54/39.88 (ACC within 2 points of clean training everywhere; 0% poison 67.23 ->
-    # 74.68), physical 65.00/2.32 -> 70.89/1.83, sig 68.37/0.10 -> 73.54/0.04, but tact 7.90 -> 98.20 (round 3
-    # unlearned its backdoor: 22 poisons in D_c, D_r poisons kept 100% -> 76%), adaptive_patch 61 -> 84,
-    # badnet 5.4 -> 11.9, wanet 10 -> 22, adaptive_blend 10 -> 24. ASR matters more, so it is off. At seed 1
-    # the TaCT ranking reverses (default 67.92/81.10, stratified 70.82/9.60) and on badnet the stratified pool
-    # costs ACC (70.18/2.20 -> 66.37/2.76): single-seed cells cannot settle it. All eight at seed 1 (session 6):
-    # mean 66.46/24.00 -> 68.52/15.31; over both seeds 67.31/23.02 -> 70.53/27.60, within the spread of
-    # single cells (TaCT 7.90 vs 81.10 for the same rule), so the paper's ρ·N stays the default.
+    # Both options below target what goes wrong in the rounds; both are off by default (quick profile, 5%,
+    # benchmarks/results/quick_cifar10_grid.md sessions 5-6). stratify_pool: D_c otherwise fills with the
+    # hard classes (after 3 rounds 195-199 samples of classes 7 and 9 against 405 of class 2), the ascent
+    # unlearns them and the model collapses onto the others, whose clean samples are then flagged (0% poison:
+    # 443 of 950 class-9 samples). Mean of the eight attacks, ACC / ASR, default -> stratified: seed 0
+    # 68.16/22.03 -> 72.54/39.88 (tact 7.90 -> 98.20: round 3 unlearned its backdoor), seed 1 66.46/24.00 ->
+    # 68.52/15.31 (tact 81.10 -> 9.60). Over both seeds 67.31/23.02 -> 70.53/27.60, within the spread of
+    # single cells, so the paper's ρ·N stays the default.
     stratify_pool: bool = field(default=False, metadata={
         "doc": "move ρ·n_c of each given class c to the surely-clean pool per round (false: ρ·N overall, paper)"})
     # move_unkept: after rounds 1-2 the enhanced model keeps 100% of TaCT's D_r poisons but 32-49% of its
