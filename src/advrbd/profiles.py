@@ -44,8 +44,12 @@ PROFILES: dict[str, Profile] = {
         data="digits",
         description="scikit-learn's bundled digits (real scans, 32×32), fastnet x0.5: the `advrbd demo` default",
     ),
+    # quick: 9,500 images at batch 512 are only 18 steps an epoch, and clean accuracy after 16 epochs moved
+    # with the initialisation (72.74 / 75.41 / 74.63% for init seeds 0-2). Batch 128 at peak lr 0.1:
+    # 77.89 / 77.97 / 77.77% in the same time (~125 s); the backdoors are learned better too (init 0,
+    # ACC / ASR: BadNets 69.64 / 74.98 -> 76.90 / 87.29, Blend 70.14 / 71.76 -> 76.30 / 79.14).
     "quick": Profile(
-        "quick", "fastnet", 0.5, replace(_FAST, epochs=16), subset=10_000,
+        "quick", "fastnet", 0.5, replace(_FAST, epochs=16, batch_size=128, lr=0.1), subset=10_000,
         description="CIFAR-10 stratified 10,000-image subset, fastnet x0.5: one training ≤ 3 min on 2 cores",
     ),
     "cpu": Profile(
