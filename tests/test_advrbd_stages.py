@@ -125,6 +125,26 @@ def test_relearn_leaves_out_suspected_samples_whose_label_is_confirmed():
     assert relearn_indices(data, suspected, relabels).tolist() == [0, 2, 3]
 
 
+def test_relabel_splits_suspects_into_relabelled_confirmed_and_unsure():
+    class Fixed(nn.Module):
+        def __init__(self, logits):
+            super().__init__()
+            self.p, self.logits = nn.Parameter(torch.zeros(1)), logits
+
+        def forward(self, x):
+            return self.logits[: x.shape[0]] + 0 * self.p
+
+    from advrbd.defenses.advrbd.retrain import relabel
+
+    # sample 0: confidently another class (relabelled); 1: confidently its given label (confirmed);
+    # 2: its given label but unsure (kept, not confirmed); 3: confirmed but not suspected
+    logits = torch.tensor([[0.0, 5.0, 0.0], [5.0, 0.0, 0.0], [0.3, 0.0, 0.2], [5.0, 0.0, 0.0]])
+    data = ImageData(torch.zeros(4, 2, 2, 3, dtype=torch.uint8), torch.tensor([0, 0, 0, 0]), ("a", "b", "c"))
+    labels, confirmed = relabel(Fixed(logits), data, torch.tensor([True, True, True, False]), 0.5)
+    assert labels.tolist() == [1, 0, 0, 0]
+    assert confirmed.tolist() == [False, True, False, False]
+
+
 def test_adversarial_identification_drops_fragile_predictions():
     """A linear model: the label of a sample near the boundary flips under a small perturbation, the label of
     one far from it does not; eps = 0 is the paper's margin rule."""

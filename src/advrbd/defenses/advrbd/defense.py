@@ -128,13 +128,14 @@ class AdvrBD(AdvrBDSettings, Defense):
             clean.load_state_dict(saved["model"])
         timed("clean_training", t)
 
-        labels = data.labels.clone()
+        labels, n_unlearned = data.labels.clone(), 0
         if self.relabel and self.relearn_epochs > 0:
             t = time.perf_counter()
-            labels = relabel(clean, data, suspected, self.relabel_confidence)
+            labels, confirmed = relabel(clean, data, suspected, self.relabel_confidence)
             relearn(clean, data, labels, relearn_indices(data, suspected, labels), recipe,
-                    _epochs(self.relearn_epochs, E), self.relearn_lr,
+                    _epochs(self.relearn_epochs, E), self.relearn_lr, confirmed, self.relearn_unlearn_weight,
                     late_store.path("relearn-fit"), ctx.progress)
+            n_unlearned = int(confirmed.sum()) if self.relearn_unlearn_weight > 0 else 0
             timed("relabel_relearn", t)
 
         info = {
@@ -143,6 +144,7 @@ class AdvrBD(AdvrBDSettings, Defense):
             "stage_seconds": timings,
             "n_flagged": int(suspected.sum()),
             "n_clean_pool": int(len(pool_c)),
+            "n_unlearned_in_relearning": n_unlearned,
             "class_thresholds": class_thresholds.tolist(),
             "consistency_scores": scores0,
             "clean_pool": pool_c,
