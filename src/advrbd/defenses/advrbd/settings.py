@@ -1,7 +1,7 @@
 """Settings of the AdvrBD defense. The paper (Section V) leaves every value below unstated; each default
 was chosen by measurement on the quick benchmark profile (see the comment next to it and
 benchmarks/results/) and is exposed as a setting (`--set key=value`). "quick" figures below were measured with
-the quick recipe of sessions 3-6 (batch 512); the grid with the current recipe (batch 128) is the first section of
+the quick recipe of sessions 3-6 (batch 512); the grids with the current recipe (batch 128) are the first sections of
 benchmarks/results/quick_cifar10_grid.md."""
 from __future__ import annotations
 
