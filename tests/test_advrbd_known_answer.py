@@ -143,7 +143,7 @@ def test_clean_dataset_keeps_accuracy(digits):
     """0% poison, with the adversarial identification rule (identify_eps 16/255) on top of the defaults:
     measured (2 threads) 99.6% undefended -> 99.3% defended, 2.1% of the clean images flagged. The defaults
     alone gave 79.3% with 34.3% flagged: the enhanced model still fits part of a clean set and flags it (the
-    SPEC's known weak spot; CIFAR-10 quick 0%, batch-128 recipe: 77.9 -> 76.4% with 10.2% flagged,
+    SPEC's known weak spot; CIFAR-10 quick 0%, batch-128 recipe: 77.9 -> 76.1% with 10.2% flagged,
     benchmarks/results/)."""
     ctx = make_context(digits.train, PROFILE, RECIPE, **MODEL)
     plain = evaluate(ctx.backdoored_model(), digits.test)

@@ -18,7 +18,7 @@ from ...types import DefenseResult
 from ..base import DEFENSES, Defense, DefenseContext
 from .enhance import enhance
 from .identify import identify
-from .retrain import clean_training, relabel, relearn, relearn_indices
+from .retrain import clean_training, rejoin_mask, relabel, relearn, relearn_indices
 from .scoring import consistency_scores
 from .settings import LATE_SETTINGS, AdvrBDSettings
 from .stages import StageStore
@@ -128,14 +128,16 @@ class AdvrBD(AdvrBDSettings, Defense):
             clean.load_state_dict(saved["model"])
         timed("clean_training", t)
 
-        labels, n_unlearned = data.labels.clone(), 0
+        labels, n_unlearned, n_rejoined = data.labels.clone(), 0, 0
         if self.relabel and self.relearn_epochs > 0:
             t = time.perf_counter()
             labels, confirmed = relabel(clean, data, suspected, self.relabel_confidence)
-            relearn(clean, data, labels, relearn_indices(data, suspected, labels), recipe,
+            rejoin = rejoin_mask(suspected, confirmed, labels, data.labels, scores0, self.rejoin_quantile)
+            relearn(clean, data, labels, relearn_indices(data, suspected, labels, rejoin), recipe,
                     _epochs(self.relearn_epochs, E), self.relearn_lr, confirmed, self.relearn_unlearn_weight,
                     late_store.path("relearn-fit"), ctx.progress)
             n_unlearned = int(confirmed.sum()) if self.relearn_unlearn_weight > 0 else 0
+            n_rejoined = int(rejoin.sum())
             timed("relabel_relearn", t)
 
         info = {
@@ -145,6 +147,7 @@ class AdvrBD(AdvrBDSettings, Defense):
             "n_flagged": int(suspected.sum()),
             "n_clean_pool": int(len(pool_c)),
             "n_unlearned_in_relearning": n_unlearned,
+            "n_rejoined_in_relearning": n_rejoined,
             "class_thresholds": class_thresholds.tolist(),
             "consistency_scores": scores0,
             "clean_pool": pool_c,
