@@ -82,16 +82,19 @@ def test_stratified_partition_takes_each_class_quota():
     assert moved.tolist() == [10, 13]  # not [10, 11]: one per class
 
 
+class Fixed(nn.Module):
+    """Returns the given logits for the first len(x) samples, whatever the images."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.p = nn.Parameter(torch.zeros(1))
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits[: x.shape[0]] + 0 * self.p
+
+
 def test_identification_margin_rule():
-    class Fixed(nn.Module):
-        def __init__(self, logits):
-            super().__init__()
-            self.p = nn.Parameter(torch.zeros(1))
-            self.logits = logits
-
-        def forward(self, x):
-            return self.logits[: x.shape[0]] + 0 * self.p
-
     logits = torch.tensor([[3.0, 1.0], [0.0, 2.0], [1.0, 1.5]])
     data = ImageData(torch.zeros(3, 2, 2, 3, dtype=torch.uint8), torch.tensor([0, 0, 1]), ("a", "b"))
     margin = given_label_margin(Fixed(logits), data)
@@ -126,14 +129,6 @@ def test_relearn_leaves_out_suspected_samples_whose_label_is_confirmed():
 
 
 def test_relabel_splits_suspects_into_relabelled_confirmed_and_unsure():
-    class Fixed(nn.Module):
-        def __init__(self, logits):
-            super().__init__()
-            self.p, self.logits = nn.Parameter(torch.zeros(1)), logits
-
-        def forward(self, x):
-            return self.logits[: x.shape[0]] + 0 * self.p
-
     from advrbd.defenses.advrbd.retrain import relabel
 
     # sample 0: confidently another class (relabelled); 1: confidently its given label (confirmed);

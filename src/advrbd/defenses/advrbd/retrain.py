@@ -6,7 +6,9 @@ clean model confirms are unlearned during relearning (bounded gradient ascent, t
 pool) instead of being left out. Why: a strong trigger is relearned from the few poisons identification
 misses (quick CIFAR-10: the clean model's ASR is 92.9% from 33 missed TaCT poisons, 71.7% from 51 SIG
 poisons); the clean model then confirms the flagged poisons' (target) label, so relabelling cannot correct
-them, while unlearning them removes the trigger's pull.
+them, while unlearning them removes the trigger's pull. Second departure (``rejoin_quantile``): suspected
+samples the clean model is unsure of rejoin relearning with their given label when their consistency score
+is high (``rejoin_mask``).
 """
 from __future__ import annotations
 
