@@ -117,6 +117,13 @@ def test_stage_store_roundtrip_and_key(tmp_path):
     assert s.load("a")["t"].tolist() == [0, 1, 2]
     assert StageStore(tmp_path, "advrbd", "other").load("a") is None  # other settings: no stale resume
     assert StageStore(None, "advrbd", "k1").load("a") is None
+    # a stage's mid-training checkpoint is named after the key (fit cannot see a changed loss), and goes
+    # away once the stage is saved
+    other = StageStore(tmp_path, "advrbd", "other")
+    assert s.fit_path("b") != other.fit_path("b")
+    s.fit_path("b").write_bytes(b"partial")
+    s.save("b", {"n": 1})
+    assert not s.fit_path("b").exists() and s.load("b")["n"] == 1
 
 
 def test_relearn_leaves_out_suspected_samples_whose_label_is_confirmed():

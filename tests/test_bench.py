@@ -21,9 +21,13 @@ def test_smoke_grid_writes_results_and_resumes(tmp_path, capsys):
     assert by[("none", "none")]["asr"] is None and by[("none", "none")]["poison_rate"] == 0
     adv = by[("badnet", "advrbd")]
     assert adv["seconds"] >= adv["standard_train_seconds"] > 0  # shared warm-up counted in its cost
+    # the ASR floor: badnet's trigger on the none row's model (trained without poison), on every badnet cell
+    floors = {by[("badnet", d)]["clean_model_asr"] for d in ("none", "oracle", "advrbd")}
+    assert len(floors) == 1 and 0 <= floors.pop() <= 100
+    assert "clean_model_asr" not in by[("none", "none")]
     for f in ("results.csv", "results.md", "report.html"):
         assert (out / f).is_file()
-    assert "badnet" in (out / "results.md").read_text()
+    assert "badnet" in (out / "results.md").read_text() and "clean-model ASR" in (out / "results.md").read_text()
     capsys.readouterr()
     assert main(argv) == 0  # resume: nothing left to run
     assert len(json.loads((out / "results.json").read_text())) == 6

@@ -1,4 +1,6 @@
 """The one training loop: learning, per-sample weights, subsets, schedules, exact resume."""
+import shutil
+
 import torch
 
 from advrbd.models import create_model
@@ -39,7 +41,11 @@ def test_resume_after_interruption_gives_same_weights(synth, tmp_path):
     except Crash:
         pass
     # callbacks run before the end-of-epoch checkpoint, so the crash leaves epoch 1 on disk
-    resumed = _model(99)  # different init: everything must come from the checkpoint
+    # a run from other starting weights is another run: it must not pick up this checkpoint (on a copy:
+    # that run overwrites the file it was given)
+    shutil.copy(ckpt, tmp_path / "copy.ckpt")
+    assert fit(_model(99), synth.train, cfg, checkpoint=tmp_path / "copy.ckpt").resumed_from == 0
+    resumed = _model(1)  # a resumed run rebuilds the same starting model
     res = fit(resumed, synth.train, cfg, checkpoint=ckpt)
     assert res.resumed_from >= 1
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):

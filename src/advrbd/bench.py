@@ -2,7 +2,8 @@
 
 Each finished cell is appended to ``DIR/results.json`` at once (atomically), so an interrupted grid
 resumes where it stopped. Defenses of one attack share one standard (backdoored) training, which is
-also the reference for cost ratios (``standard_train_seconds``).
+also the reference for cost ratios (``standard_train_seconds``). When the grid has the clean row
+(``none`` attack), every attack cell also gets ``clean_model_asr``: the ASR floor (see ``_set_asr_floor``).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .config import parse_overrides
 from .defenses import DEFENSES, create_defense
 from .errors import ConfigError
 from .io import load_state_dict, read_json, save_state_dict, write_json
+from .metrics.model import attack_success_rate
 from .pipeline import (environment, evaluate_defense, make_context, prepare, resolve_recipe, round_evaluator,
                        run_defense, train_standard)
 from .profiles import Profile
@@ -111,7 +113,31 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
                 write_json(results_path, cells)
                 if on_cell:
                     on_cell(cell)
+        # the ASR floor of this seed's attack cells, once the clean row's standard model exists
+        clean_std = out / "work" / f"none-r{rate}-s{seed}-res{reserve}" / "standard.safetensors"
+        same = (dataset, profile.model, rate, target, seed, reserve)
+        lacking = [c for c in cells if c.get("attack") not in (None, "none") and "clean_model_asr" not in c
+                   and tuple(c.get(k) for k in ("dataset", "model", "poison_rate", "target", "seed", "reserve")) == same]
+        if lacking and clean_std.is_file():
+            clean = _standard_cache(clean_std.parent, _clean_poisoned(train), profile,
+                                    resolve_recipe(profile, device, seed, None), progress).model()
+            _set_asr_floor(lacking, clean, test, lambda a: create_attack(
+                a, rate=rate, target=target, seed=seed, **(attack_settings or {}).get(a, {})))
+            write_json(results_path, cells)
     return cells
+
+
+def _set_asr_floor(cells: list[dict], clean_model: torch.nn.Module, test, make_attack) -> None:
+    """Set ``clean_model_asr`` on ``cells``: the ASR (percent) of each cell's attack trigger on the standard
+    model trained on the same set **without poison**. A model that never saw a poison still classifies some
+    triggered images as the target (on CIFAR-10 ``quick``, 5.2% for the PhysicalBA logo), so a defense's
+    ASR is judged against this floor. Inference only."""
+    floors: dict[str, float] = {}
+    for c in cells:
+        if c["attack"] not in floors:
+            attack = make_attack(c["attack"])
+            floors[c["attack"]] = attack_success_rate(clean_model, attack.make_asr_set(test), attack.target)
+        c["clean_model_asr"] = floors[c["attack"]]
 
 
 class _standard_cache:

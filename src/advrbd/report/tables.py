@@ -120,26 +120,32 @@ def aggregate(cells: Sequence[dict], key: str) -> dict[tuple[Any, Any], float | 
 
 
 def results_table(cells: Sequence[dict], caption: str = "") -> Table:
-    """Paper Table II: attacks as rows, each defense an ACC/ASR column pair, an Average row (over attacks)."""
+    """Paper Table II: attacks as rows, each defense an ACC/ASR column pair, an Average row (over attacks);
+    a clean-model ASR column when the cells carry it (bench grids with the `none` row)."""
     attacks, defenses = attack_order(cells), defense_order(cells)
-    headers = ["attack"] + [f"{d} {m}" for d in defenses for m in ("ACC", "ASR")]
+    floor = any(c.get("clean_model_asr") is not None for c in cells)
+    lead = ["attack"] + (["clean-model ASR"] if floor else [])
+    headers = lead + [f"{d} {m}" for d in defenses for m in ("ACC", "ASR")]
     rows = []
+    real = [a for a in attacks if a not in NO_ATTACK]
+    floors = {a: _mean_std(c.get("clean_model_asr") for c in cells if c.get("attack") == a)[0] for a in attacks}
     for a in attacks:
-        row = [str(a) if a is not None else "none"]
+        row = [str(a) if a is not None else "none"] + ([fmt(floors[a])] if floor else [])
         for d in defenses:
             sel = _select(cells, a, d)
             row += [fmt_ms(c.get("acc") for c in sel), fmt_ms(c.get("asr") for c in sel)] if sel else [DASH, DASH]
         rows.append(row)
-    avg = ["Average"]
-    real = [a for a in attacks if a not in NO_ATTACK]
+    avg = ["Average"] + ([fmt(_mean_std(floors[a] for a in real)[0])] if floor else [])
     for d in defenses:
         for key in ("acc", "asr"):
             per_attack = [_mean_std(c.get(key) for c in _select(cells, a, d))[0] for a in real]
             avg.append(fmt(_mean_std(per_attack)[0]))
     rows.append(avg)
     return Table(
-        headers, rows, caption or "ACC / ASR in percent (mean±std over seeds); Average over attacks.",
-        groups=[("", 1)] + [(str(d), 2) for d in defenses], sub=["attack"] + ["ACC", "ASR"] * len(defenses),
+        headers, rows, (caption or "ACC / ASR in percent (mean±std over seeds); Average over attacks.")
+        + (" Clean-model ASR: the attack's test trigger on the model trained without poison (the none row's "
+           "standard model), the floor a defense's ASR is judged against." if floor else ""),
+        groups=[("", len(lead))] + [(str(d), 2) for d in defenses], sub=lead + ["ACC", "ASR"] * len(defenses),
     )
 
 

@@ -95,11 +95,14 @@ def default_loss(cfg: TrainConfig) -> LossFn:
     return loss
 
 
-def _fingerprint(cfg: TrainConfig, positions: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> str:
+def _fingerprint(cfg: TrainConfig, positions: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None,
+                 model: torch.nn.Module) -> str:
+    """What a checkpoint must match to be resumed: the recipe, the samples, their labels and weights, and
+    the model's starting weights (a run that starts from other weights must not resume another's)."""
     h = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode())
-    for t in (positions, labels, weights):
+    for t in (positions, labels, weights, *model.state_dict().values()):
         if t is not None:
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -126,9 +129,10 @@ def fit(
     loss:       per-sample loss ``loss(logits, targets, idx)``; default cross-entropy.
     mix:        optional input mixing after augmentation (e.g. CutMix): ``mix(x, y, g) -> (x, y_other, lam)``;
                 the per-sample loss is then ``lam * loss(logits, y) + (1 - lam) * loss(logits, y_other)``.
-    checkpoint: file for an end-of-epoch checkpoint; if it exists with the same settings the run
-                resumes after its last finished epoch and ends with the same weights as an
-                uninterrupted run (shuffling and augmentation derive from (seed, epoch)).
+    checkpoint: file for an end-of-epoch checkpoint; if it exists with the same recipe, samples, labels,
+                weights and starting weights, the run resumes after its last finished epoch and ends with the
+                same weights as an uninterrupted run (shuffling and augmentation derive from (seed, epoch)).
+                A ``loss``/``mix`` hook is not fingerprinted: callers name the file after their settings.
     progress:   show a progress bar (a string is used as its title).
     """
     dev = resolve_device(cfg.device)
@@ -137,6 +141,7 @@ def fit(
     y_all = (data.labels if labels is None else torch.as_tensor(labels, dtype=torch.long)).cpu()
     w_all = None if weights is None else torch.as_tensor(weights, dtype=torch.float32).cpu()
     loss_fn = loss or default_loss(cfg)
+    fp = _fingerprint(cfg, pos, y_all, w_all, model)
     model.to(dev)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -159,7 +164,6 @@ def fit(
     steps_per_epoch = len(pos) // bs + (1 if len(pos) % bs >= max(2, bs // 2) else 0)
     total = steps_per_epoch * cfg.epochs
     start_epoch, history = 0, []
-    fp = _fingerprint(cfg, pos, y_all, w_all)
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location=dev, weights_only=True)

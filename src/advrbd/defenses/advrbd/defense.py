@@ -70,7 +70,7 @@ class AdvrBD(AdvrBDSettings, Defense):
         elif saved is None:
             model = warm
             cfg = TrainConfig(**{**recipe.__dict__, "epochs": _epochs(self.warmup_epochs, E), "seed": self.seed})
-            fit(model, data, cfg, checkpoint=store.path("warmup-fit"), progress="warm-up" if ctx.progress else False)
+            fit(model, data, cfg, checkpoint=store.fit_path("warmup"), progress="warm-up" if ctx.progress else False)
             store.save("warmup", {"model": model.state_dict()})
         else:
             model = warm
@@ -122,7 +122,7 @@ class AdvrBD(AdvrBDSettings, Defense):
         saved = late_store.load("clean")
         if saved is None:
             clean_training(clean, data, suspected, recipe, _epochs(self.clean_epochs, E),
-                           late_store.path("clean-fit"), ctx.progress)
+                           late_store.fit_path("clean"), ctx.progress)
             late_store.save("clean", {"model": clean.state_dict()})
         else:
             clean.load_state_dict(saved["model"])
@@ -135,7 +135,7 @@ class AdvrBD(AdvrBDSettings, Defense):
             rejoin = rejoin_mask(suspected, confirmed, labels, data.labels, scores0, self.rejoin_quantile)
             relearn(clean, data, labels, relearn_indices(data, suspected, labels, rejoin), recipe,
                     _epochs(self.relearn_epochs, E), self.relearn_lr, confirmed, self.relearn_unlearn_weight,
-                    late_store.path("relearn-fit"), ctx.progress)
+                    late_store.fit_path("relearn"), ctx.progress)
             n_unlearned = int(confirmed.sum()) if self.relearn_unlearn_weight > 0 else 0
             n_rejoined = int(rejoin.sum())
             timed("relabel_relearn", t)

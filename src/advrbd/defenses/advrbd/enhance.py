@@ -98,7 +98,7 @@ def enhance(
             snapshot()
             continue
         before = copy.deepcopy(model.state_dict())
-        enhancement_round(model, data, pool_c, s, recipe, epochs, r, stage_store.path(f"round{r}-fit"), progress)
+        enhancement_round(model, data, pool_c, s, recipe, epochs, r, stage_store.fit_path(f"round{r}"), progress)
         margin = given_label_margin(model, data)
         now = int((margin > 0).sum())
         if now > kept:

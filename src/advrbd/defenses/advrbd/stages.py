@@ -13,7 +13,10 @@ from ...io import atomic_write_bytes
 class StageStore:
     """Saves ``{name: dict of tensors / state_dicts / plain values}`` as ``<dir>/<prefix>-<name>.pt``.
 
-    Loaded with ``weights_only=True``. Without a directory it stores nothing (no resume).
+    Loaded with ``weights_only=True``. Without a directory it stores nothing (no resume). ``key`` names the
+    settings the stages depend on: a stage saved under another key is not loaded, and the mid-stage ``fit``
+    checkpoint of stage ``name`` (:meth:`fit_path`) carries it in its file name, because ``fit`` cannot tell
+    a changed loss (e.g. the unlearning bound) from its own fingerprint. Saving a stage removes that file.
     """
 
     def __init__(self, directory: Path | None, prefix: str, key: str):
@@ -24,6 +27,10 @@ class StageStore:
             return None
         self.dir.mkdir(parents=True, exist_ok=True)
         return self.dir / f"{self.prefix}-{name}.pt"
+
+    def fit_path(self, name: str) -> Path | None:
+        """End-of-epoch ``fit`` checkpoint of stage ``name`` while it trains."""
+        return self.path(f"{name}-fit-{self.key}")
 
     def load(self, name: str) -> dict[str, Any] | None:
         p = self.path(name)
@@ -39,3 +46,4 @@ class StageStore:
         buf = io.BytesIO()
         torch.save({**state, "_key": self.key}, buf)
         atomic_write_bytes(p, buf.getvalue())
+        self.fit_path(name).unlink(missing_ok=True)
