@@ -115,9 +115,9 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
                     on_cell(cell)
         # the ASR floor of this seed's attack cells, once the clean row's standard model exists
         clean_std = out / "work" / f"none-r{rate}-s{seed}-res{reserve}" / "standard.safetensors"
-        same = (dataset, profile.model, rate, target, seed, reserve)
+        same = dict(dataset=dataset, model=profile.model, poison_rate=rate, target=target, seed=seed, reserve=reserve)
         lacking = [c for c in cells if c.get("attack") not in (None, "none") and "clean_model_asr" not in c
-                   and tuple(c.get(k) for k in ("dataset", "model", "poison_rate", "target", "seed", "reserve")) == same]
+                   and all(c.get(k) == v for k, v in same.items())]
         if lacking and clean_std.is_file():
             clean = _standard_cache(clean_std.parent, _clean_poisoned(train), profile,
                                     resolve_recipe(profile, device, seed, None), progress).model()
