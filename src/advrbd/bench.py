@@ -114,12 +114,12 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
                 if on_cell:
                     on_cell(cell)
         # the ASR floor of this seed's attack cells, once the clean row's standard model exists
-        clean_std = out / "work" / f"none-r{rate}-s{seed}-res{reserve}" / "standard.safetensors"
+        clean_meta = out / "work" / f"none-r{rate}-s{seed}-res{reserve}" / "standard.json"  # written last
         same = dict(dataset=dataset, model=profile.model, poison_rate=rate, target=target, seed=seed, reserve=reserve)
         lacking = [c for c in cells if c.get("attack") not in (None, "none") and "clean_model_asr" not in c
                    and all(c.get(k) == v for k, v in same.items())]
-        if lacking and clean_std.is_file():
-            clean = _standard_cache(clean_std.parent, _clean_poisoned(train), profile,
+        if lacking and clean_meta.is_file():
+            clean = _standard_cache(clean_meta.parent, _clean_poisoned(train), profile,
                                     resolve_recipe(profile, device, seed, None), progress).model()
             _set_asr_floor(lacking, clean, test, lambda a: create_attack(
                 a, rate=rate, target=target, seed=seed, **(attack_settings or {}).get(a, {})))

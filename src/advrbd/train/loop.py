@@ -141,7 +141,7 @@ def fit(
     y_all = (data.labels if labels is None else torch.as_tensor(labels, dtype=torch.long)).cpu()
     w_all = None if weights is None else torch.as_tensor(weights, dtype=torch.float32).cpu()
     loss_fn = loss or default_loss(cfg)
-    fp = _fingerprint(cfg, pos, y_all, w_all, model)
+    fp = _fingerprint(cfg, pos, y_all, w_all, model) if checkpoint else None  # before any step changes the weights
     model.to(dev)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
