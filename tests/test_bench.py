@@ -21,6 +21,7 @@ def test_smoke_grid_writes_results_and_resumes(tmp_path, capsys):
     assert by[("none", "none")]["asr"] is None and by[("none", "none")]["poison_rate"] == 0
     adv = by[("badnet", "advrbd")]
     assert adv["seconds"] >= adv["standard_train_seconds"] > 0  # shared warm-up counted in its cost
+    assert {"warmup", "scoring", "enhancement", "identification", "clean_training"} <= set(adv["stage_seconds"])
     # the ASR floor: badnet's trigger on the none row's model (trained without poison), on every badnet cell
     floors = {by[("badnet", d)]["clean_model_asr"] for d in ("none", "oracle", "advrbd")}
     assert len(floors) == 1 and 0 <= floors.pop() <= 100
@@ -90,3 +91,33 @@ def test_variant_column_reuses_early_stages_and_bad_entries_fail_fast(tmp_path, 
         with pytest.raises((ConfigError, BadInputError)):
             run_grid(get_profile("smoke"), DATA, ["badnet"], ["none", bad], tmp_path / "bad")
     assert not (tmp_path / "bad" / "results.json").exists()
+
+
+def test_round_evaluation_is_left_out_of_the_defense_cost(monkeypatch):
+    """run_defense subtracts the time its evaluation callback spent (here a 0.3 s sleep per round)."""
+    import time
+
+    from advrbd import pipeline
+    from advrbd.defenses import DefenseContext
+    from advrbd.types import DefenseResult, EvalResult
+
+    def slow_evaluate(model, test, attack, asr_set):
+        time.sleep(0.3)
+        return EvalResult(acc=50.0, n_test=1, asr=10.0, n_asr=1)
+
+    class TwoRounds:
+        def run(self, ctx):
+            t = time.perf_counter()
+            history = tuple(ctx.extra["on_round"](r, None) for r in range(2))
+            return DefenseResult(None, history=history,
+                                 info={"stage_seconds": {"enhancement": time.perf_counter() - t}})
+
+    monkeypatch.setattr("advrbd.metrics.model.evaluate", slow_evaluate)
+    monkeypatch.setattr(pipeline, "create_defense", lambda name, **kw: TwoRounds())
+    monkeypatch.setattr(pipeline.DEFENSES, "get", lambda name: TwoRounds)
+    ctx = DefenseContext(train=None, new_model=None, recipe=None,
+                         extra={"on_round": pipeline.round_evaluator(None, None, None)})
+    result, seconds = pipeline.run_defense("two_rounds", {}, ctx)
+    assert result.history == ({"acc": 50.0, "asr": 10.0},) * 2
+    assert result.info["evaluation_seconds"] >= 0.6
+    assert seconds < 0.3 and result.info["stage_seconds"]["enhancement"] < 0.3

@@ -108,7 +108,8 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
                         "auroc": ev.get("auroc"), "n_flagged": ev.get("n_flagged"), "seconds": seconds,
                         "standard_train_seconds": std.seconds, "n_train": len(poisoned.data),
                         "clean_reserve": len(clean_reserve) if clean_reserve is not None and wants_reserve else 0,
-                        "history": list(result.history) or None, **env}
+                        "history": list(result.history) or None,
+                        "stage_seconds": result.info.get("stage_seconds"), **env}
                 cells.append(cell)
                 write_json(results_path, cells)
                 if on_cell:

@@ -101,7 +101,8 @@ def make_context(train: ImageData, profile: Profile, recipe: TrainConfig, *, mod
 
 def run_defense(defense: str, settings: dict[str, Any], ctx: DefenseContext,
                 poisoned: PoisonedDataset | None = None) -> tuple[DefenseResult, float]:
-    """Run a registered defense; returns (result, wall seconds). Ground truth reaches only the oracle."""
+    """Run a registered defense; returns (result, wall seconds without the evaluation callbacks' time).
+    Ground truth reaches only the oracle."""
     d = create_defense(defense, **settings)
     cls = DEFENSES.get(defense)
     if getattr(cls, "requires_ground_truth", False):
@@ -112,7 +113,16 @@ def run_defense(defense: str, settings: dict[str, Any], ctx: DefenseContext,
         ctx.extra["poison_mask"] = poisoned.poison_mask
     t = time.perf_counter()
     result = d.run(ctx)
-    return result, time.perf_counter() - t
+    seconds = time.perf_counter() - t
+    # evaluation done inside the run (ACC/ASR after every enhancement round) is not the defense's cost
+    eval_s = getattr(ctx.extra.get("on_round"), "seconds", 0.0)
+    if eval_s:
+        seconds -= eval_s
+        stages = result.info.get("stage_seconds")
+        if stages and "enhancement" in stages:
+            stages["enhancement"] -= eval_s
+        result.info["evaluation_seconds"] = eval_s
+    return result, seconds
 
 
 def defend(data: ImageData, defense: str = "advrbd", *, profile: str | Profile = "quick", model: str | None = None,
@@ -143,16 +153,25 @@ def train_standard(ctx: DefenseContext, checkpoint: Path | None = None) -> tuple
     return model, time.perf_counter() - t
 
 
-def round_evaluator(test: ImageData, attack, asr_set: ImageData | None) -> Callable[[int, torch.nn.Module], dict]:
-    """Callback for AdvrBD's enhancement rounds: ACC/ASR of the round's model (evaluation only; the
-    defense records the numbers but never reads them)."""
-    from .metrics.model import evaluate
+class RoundEvaluator:
+    """Callback for AdvrBD's enhancement rounds: ACC/ASR (percent) of the round's model on the test set
+    (evaluation only; the defense records the numbers but never reads them). ``seconds`` accumulates its
+    own wall time, which :func:`run_defense` takes out of the defense's cost."""
 
-    def on_round(r: int, model: torch.nn.Module) -> dict:
-        ev = evaluate(model, test, attack, asr_set)
+    def __init__(self, test: ImageData, attack, asr_set: ImageData | None):
+        self.test, self.attack, self.asr_set, self.seconds = test, attack, asr_set, 0.0
+
+    def __call__(self, r: int, model: torch.nn.Module) -> dict:
+        from .metrics.model import evaluate
+
+        t = time.perf_counter()
+        ev = evaluate(model, self.test, self.attack, self.asr_set)
+        self.seconds += time.perf_counter() - t
         return {"acc": ev.acc, "asr": ev.asr}
 
-    return on_round
+
+def round_evaluator(test: ImageData, attack, asr_set: ImageData | None) -> RoundEvaluator:
+    return RoundEvaluator(test, attack, asr_set)
 
 
 def evaluate_defense(result: DefenseResult, train: ImageData, test: ImageData, attack=None,

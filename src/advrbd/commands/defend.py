@@ -80,7 +80,7 @@ def defend_to_dir(prep, profile, recipe, defense: str, settings: dict, out: Path
         "counts": {"n_train": len(train), "n_flagged": None if result.suspected is None else int(result.suspected.sum()),
                    "n_classes": train.num_classes},
         "threshold": result.threshold, "stage_seconds": result.info.get("stage_seconds", {}),
-        "total_seconds": seconds, "history": list(result.history), **environment(),
+        "total_seconds": seconds, "evaluation_seconds": result.info.get("evaluation_seconds", 0.0), "history": list(result.history), **environment(),
     }
     write_json(out / "config.json", config)
     write_run(out, train, result, summary, evaluation, prep.poisoned)
