@@ -116,7 +116,7 @@ def test_round_evaluation_is_left_out_of_the_defense_cost(monkeypatch):
     monkeypatch.setattr(pipeline, "create_defense", lambda name, **kw: TwoRounds())
     monkeypatch.setattr(pipeline.DEFENSES, "get", lambda name: TwoRounds)
     ctx = DefenseContext(train=None, new_model=None, recipe=None,
-                         extra={"on_round": pipeline.round_evaluator(None, None, None)})
+                         extra={"on_round": pipeline.RoundEvaluator(None, None, None)})
     result, seconds = pipeline.run_defense("two_rounds", {}, ctx)
     assert result.history == ({"acc": 50.0, "asr": 10.0},) * 2
     assert result.info["evaluation_seconds"] >= 0.6

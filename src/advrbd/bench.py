@@ -21,7 +21,7 @@ from .defenses import DEFENSES, create_defense
 from .errors import ConfigError
 from .io import load_state_dict, read_json, save_state_dict, write_json
 from .metrics.model import attack_success_rate
-from .pipeline import (environment, evaluate_defense, make_context, prepare, resolve_recipe, round_evaluator,
+from .pipeline import (environment, evaluate_defense, make_context, prepare, resolve_recipe, RoundEvaluator,
                        run_defense, train_standard)
 from .profiles import Profile
 from .types import PoisonedDataset
@@ -90,7 +90,7 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
             for d in todo:
                 name, variant = variants[d]
                 wants_reserve = getattr(DEFENSES.get(name), "requires_clean_reserve", False)
-                extra = {"on_round": round_evaluator(test, attack, asr_set)} if attack else {}
+                extra = {"on_round": RoundEvaluator(test, attack, asr_set)} if attack else {}
                 ctx = make_context(poisoned.public(), profile, recipe, workdir=work / name, progress=progress,
                                    clean_reserve=clean_reserve if wants_reserve else None,
                                    standard_model=std.model, extra=extra)

@@ -170,10 +170,6 @@ class RoundEvaluator:
         return {"acc": ev.acc, "asr": ev.asr}
 
 
-def round_evaluator(test: ImageData, attack, asr_set: ImageData | None) -> RoundEvaluator:
-    return RoundEvaluator(test, attack, asr_set)
-
-
 def evaluate_defense(result: DefenseResult, train: ImageData, test: ImageData, attack=None,
                      poisoned: PoisonedDataset | None = None, asr_set: ImageData | None = None,
                      quant: bool = False) -> dict[str, Any]:

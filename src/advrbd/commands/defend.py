@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..defenses import DEFENSES
 from ..io import write_json
-from ..pipeline import (environment, evaluate_defense, make_context, prepare, resolve_recipe, round_evaluator,
+from ..pipeline import (environment, evaluate_defense, make_context, prepare, resolve_recipe, RoundEvaluator,
                         run_defense)
 from ..profiles import get_profile
 from ..rundir import write_run
@@ -60,7 +60,7 @@ def defend_to_dir(prep, profile, recipe, defense: str, settings: dict, out: Path
     """Run ``defense`` on prepared data and write the run directory; returns (summary, evaluation, report)."""
     train, test = prep.splits.train, prep.splits.test
     asr_set = prep.attack.make_asr_set(test) if prep.attack is not None else None
-    extra = {"on_round": round_evaluator(test, prep.attack, asr_set)} if prep.attack is not None else {}
+    extra = {"on_round": RoundEvaluator(test, prep.attack, asr_set)} if prep.attack is not None else {}
     ctx = make_context(train, profile, recipe, model=model, width=width, workdir=out / "stages",
                        progress=progress, extra=extra)
     result, seconds = run_defense(defense, settings, ctx, prep.poisoned)
@@ -80,7 +80,8 @@ def defend_to_dir(prep, profile, recipe, defense: str, settings: dict, out: Path
         "counts": {"n_train": len(train), "n_flagged": None if result.suspected is None else int(result.suspected.sum()),
                    "n_classes": train.num_classes},
         "threshold": result.threshold, "stage_seconds": result.info.get("stage_seconds", {}),
-        "total_seconds": seconds, "evaluation_seconds": result.info.get("evaluation_seconds", 0.0), "history": list(result.history), **environment(),
+        "total_seconds": seconds, "evaluation_seconds": result.info.get("evaluation_seconds", 0.0),
+        "history": list(result.history), **environment(),
     }
     write_json(out / "config.json", config)
     write_run(out, train, result, summary, evaluation, prep.poisoned)
