@@ -118,9 +118,6 @@ def run_defense(defense: str, settings: dict[str, Any], ctx: DefenseContext,
     eval_s = getattr(ctx.extra.get("on_round"), "seconds", 0.0)
     if eval_s:
         seconds -= eval_s
-        stages = result.info.get("stage_seconds")
-        if stages and "enhancement" in stages:
-            stages["enhancement"] -= eval_s
         result.info["evaluation_seconds"] = eval_s
     return result, seconds
 

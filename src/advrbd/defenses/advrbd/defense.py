@@ -105,6 +105,7 @@ class AdvrBD(AdvrBDSettings, Defense):
                             "the enhanced model only", ctx.workdir)
                 round_states = []
         timed("enhancement", t)
+        timings["enhancement"] -= getattr(on_round, "seconds", 0.0)  # the caller's evaluation is not a stage
 
         t = time.perf_counter()
         models = [model]
