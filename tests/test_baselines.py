@@ -96,8 +96,10 @@ def world():
 
 @pytest.fixture(scope="module")
 def easy_world():
-    """Well-separated classes: a benign class needs a large mask, as Neural Cleanse assumes."""
-    return _world(0.25)
+    """Well-separated classes: a benign class needs a large mask, as Neural Cleanse assumes. At spread 0.25
+    the target's anomaly index was 2.01 on one machine and below 2 with another torch build; at 0.45 it
+    is 3.0, well clear of the threshold."""
+    return _world(0.45)
 
 
 def _ctx(world, reserve: bool = True, **extra) -> DefenseContext:
