@@ -147,21 +147,21 @@ def test_relabel_splits_suspects_into_relabelled_confirmed_and_unsure():
     assert confirmed.tolist() == [False, True, False, False]
 
 
-def test_rejoin_takes_unsure_suspects_with_high_consistency_scores():
+def test_rejoin_takes_unrelabelled_suspects_with_high_consistency_scores():
     from advrbd.defenses.advrbd.retrain import rejoin_mask
 
-    suspected = torch.tensor([True, True, True, True, False, True])
-    confirmed = torch.tensor([False, True, False, False, False, False])
-    given = torch.tensor([0, 0, 0, 0, 0, 0])
-    labels = torch.tensor([0, 0, 0, 0, 0, 2])  # sample 5 relabelled
-    scores = torch.tensor([7.5, 9.0, 0.1, 4.0, 8.0, 7.0])  # quantile 0.5 = 7.25, 0.2 = 4.0
-    mask = rejoin_mask(suspected, confirmed, labels, given, scores, 0.5)
-    # 0: unsure, above the median -> rejoins; 1 confirmed; 2 unsure but robust (a poison's low KL); 3 unsure,
-    # below the median; 4 not suspected; 5 relabelled
-    assert mask.tolist() == [True, False, False, False, False, False]
-    mask = rejoin_mask(suspected, confirmed, labels, given, scores, 0.2)
-    assert mask.tolist() == [True, False, False, True, False, False]
-    assert not rejoin_mask(suspected, confirmed, labels, given, scores, 1.0).any()
+    suspected = torch.tensor([True, True, True, True, False, True, True])
+    given = torch.tensor([0, 0, 0, 0, 0, 0, 0])
+    labels = torch.tensor([0, 0, 0, 0, 0, 2, 0])  # sample 5 relabelled
+    scores = torch.tensor([7.5, 9.0, 0.1, 4.0, 8.0, 7.0, 0.2])  # quantile 0.5 = 7.0, 0.2 = 0.96
+    mask = rejoin_mask(suspected, labels, given, scores, 0.5)
+    # 0: kept label, above the median -> rejoins; 1 the same (confirmed by the clean model or not: the label
+    # is kept either way); 2 and 6: robust (a poison's low KL); 3 below the median; 4 not suspected;
+    # 5 relabelled (it is relearned with its new label anyway)
+    assert mask.tolist() == [True, True, False, False, False, False, False]
+    mask = rejoin_mask(suspected, labels, given, scores, 0.2)
+    assert mask.tolist() == [True, True, False, True, False, False, False]
+    assert not rejoin_mask(suspected, labels, given, scores, 1.0).any()
 
 
 def test_adversarial_identification_drops_fragile_predictions():

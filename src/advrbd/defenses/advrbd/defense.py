@@ -133,11 +133,12 @@ class AdvrBD(AdvrBDSettings, Defense):
         if self.relabel and self.relearn_epochs > 0:
             t = time.perf_counter()
             labels, confirmed = relabel(clean, data, suspected, self.relabel_confidence)
-            rejoin = rejoin_mask(suspected, confirmed, labels, data.labels, scores0, self.rejoin_quantile)
+            rejoin = rejoin_mask(suspected, labels, data.labels, scores0, self.rejoin_quantile)
+            unlearn = confirmed & ~rejoin
             relearn(clean, data, labels, relearn_indices(data, suspected, labels, rejoin), recipe,
-                    _epochs(self.relearn_epochs, E), self.relearn_lr, confirmed, self.relearn_unlearn_weight,
+                    _epochs(self.relearn_epochs, E), self.relearn_lr, unlearn, self.relearn_unlearn_weight,
                     late_store.fit_path("relearn"), ctx.progress)
-            n_unlearned = int(confirmed.sum()) if self.relearn_unlearn_weight > 0 else 0
+            n_unlearned = int(unlearn.sum()) if self.relearn_unlearn_weight > 0 else 0
             n_rejoined = int(rejoin.sum())
             timed("relabel_relearn", t)
 

@@ -110,8 +110,14 @@ class AdvrBDSettings:
     # back (tact 22, physical 11). End to end at 0.5, seed 1: tact 69.57/5.10 -> 74.15/21.40, so 0.7 (post
     # hoc: tact 71.13/9.70, seed 1 72.67/8.60; physical 70.76/2.89; adaptive_patch 76.83/2.91; badnet
     # 75.29/5.06; sig 76.67/0.72): a little less accuracy, fewer poisons let back (0-2 per attack).
+    # Session 11: the rule also covers the suspects the clean model confirms (they rejoin instead of being
+    # unlearned). Post hoc from the saved clean models (quick, eight attacks + 0%, seeds 0 and 1; reproduces
+    # the grids' figures exactly for the old rule): ACC up in all 18 cells (+0.07 to +1.05), mean ACC / ASR of
+    # the eight seed 0 73.53/22.08 -> 73.80/22.28, seed 1 74.10/22.38 -> 74.47/22.15; 0% 76.12 -> 77.17
+    # (seed 1 75.04 -> 75.76). Of 445-1,312 confirmed suspects 23-90 rejoin, poisons among them 0-3. End to
+    # end (seed 0, quick_cifar10_s11.json): mean 73.82/22.65, 0% 76.80, tact 71.16/12.90 (3 poisons rejoin).
     rejoin_quantile: float = field(default=0.7, metadata={
-        "doc": "suspected samples the clean model is unsure of rejoin relearning with their given label when their consistency score is at least this quantile of all scores (1 = never)"})
+        "doc": "suspected samples the clean model does not relabel rejoin relearning with their given label (not left out, not unlearned) when their consistency score is at least this quantile of all scores (1 = never)"})
     batch_size: int = field(default=512, metadata={"doc": "batch size of scoring"})
     seed: int = field(default=0, metadata={"doc": "seed of patches, PGD starts and training"})
 
