@@ -74,9 +74,10 @@ def rejoin_mask(suspected: torch.Tensor, labels: torch.Tensor, given: torch.Tens
     those classes' accuracy; but the poisons the clean model hesitates on or confirms are among them too
     (unsure: TaCT 88, physical 275; confirmed: SIG 402, TaCT 345). The paper's own premise separates them:
     poisons are robust, with low KL (AUROC 0.78-0.86 inside the unsure set). Measured for the confirmed ones
-    (session 11, quick, seeds 0 and 1; benchmarks/results/quick_cifar10_grid.md): ACC up in 26 of 27 cells
-    (+0.01 to +1.05 points; 0%: 76.12 -> 76.80 end to end), ASR within the spread of one fine-tuning (TaCT,
-    where 3 poisons rejoin: 9.70 -> 12.90 at seed 0, 7.90 -> 6.90 at seed 1). ``quantile`` ≥ 1: none rejoin.
+    (session 11, quick, seeds 0 and 1; benchmarks/results/quick_cifar10_grid.md): ACC up in 33 of 36 cells
+    (up to +1.41 points; 0% end to end 76.12 -> 76.80, 75.04 -> 76.45), ASR within the spread of one
+    fine-tuning (TaCT, where 3 poisons rejoin: 9.70 -> 12.90 at seed 0; 7.90 -> 7.50 at seed 1).
+    ``quantile`` ≥ 1: none rejoin.
     """
     if quantile >= 1 or len(scores) == 0:
         return torch.zeros_like(suspected)

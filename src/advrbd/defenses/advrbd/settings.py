@@ -115,7 +115,8 @@ class AdvrBDSettings:
     # the grids' figures exactly for the old rule): ACC up in all 18 cells (+0.07 to +1.05), mean ACC / ASR of
     # the eight seed 0 73.53/22.08 -> 73.80/22.28, seed 1 74.10/22.38 -> 74.47/22.15; 0% 76.12 -> 77.17
     # (seed 1 75.04 -> 75.76). Of 445-1,312 confirmed suspects 23-90 rejoin, poisons among them 0-3. End to
-    # end (seed 0, quick_cifar10_s11.json): mean 73.82/22.65, 0% 76.80, tact 71.16/12.90 (3 poisons rejoin).
+    # end (quick_cifar10_s11*.json): mean seed 0 73.82/22.65, seed 1 74.67/21.40; 0% 76.80 / 76.45; tact seed 0
+    # 71.16/12.90 (3 poisons rejoin).
     rejoin_quantile: float = field(default=0.7, metadata={
         "doc": "suspected samples the clean model does not relabel rejoin relearning with their given label (not left out, not unlearned) when their consistency score is at least this quantile of all scores (1 = never)"})
     batch_size: int = field(default=512, metadata={"doc": "batch size of scoring"})
