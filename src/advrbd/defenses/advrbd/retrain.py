@@ -55,8 +55,8 @@ def relearn_indices(data: ImageData, suspected: torch.Tensor, labels: torch.Tens
     A suspected sample whose given label the clean model confirms carries nothing to correct, and it cannot
     be told apart from a clean-label poison (SIG: the poisons are genuine target-class images): fine-tuning
     on it re-taught the trigger (quick CIFAR-10, SIG: ASR 95 -> 9.9% with it), so it is left out (and
-    unlearned, see ``relearn``) unless it rejoins. ``rejoin``: suspected samples the clean model does not relabel that the
-    defense lets back in with their given label (``rejoin_mask``).
+    unlearned, see ``relearn``) unless it rejoins. ``rejoin``: suspected samples the clean model does not
+    relabel that the defense lets back in with their given label (``rejoin_mask``).
     """
     keep = ~suspected | (labels != data.labels)
     return (keep | rejoin if rejoin is not None else keep).nonzero().flatten()
