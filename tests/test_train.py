@@ -84,3 +84,20 @@ def test_schedules():
     c = TrainConfig(epochs=1, warmup=0.0, schedule="cosine")
     assert abs(lr_factor(c, 50, 100) - 0.5) < 1e-9
     assert lr_factor(TrainConfig(schedule="constant"), 7, 10) == 1
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    """"auto" autocasts to bf16 only where bf16 is fast (an AVX2-only CPU runs it 16× slower than fp32);
+    "bf16" and "fp32" are obeyed whatever the hardware."""
+    from advrbd.train import infer
+
+    cpu = torch.device("cpu")
+    x = torch.rand(2, 3)
+    for fast in (True, False):
+        monkeypatch.setattr(infer, "bf16_is_fast", lambda device_type, fast=fast: fast)
+        with infer.autocast(cpu, "auto"):
+            assert (torch.nn.functional.linear(x, x).dtype == torch.bfloat16) is fast
+        with infer.autocast(cpu, "bf16"):
+            assert torch.nn.functional.linear(x, x).dtype == torch.bfloat16
+        with infer.autocast(cpu, "fp32"):
+            assert torch.nn.functional.linear(x, x).dtype == torch.float32

@@ -18,7 +18,7 @@ from .defenses import DEFENSES, DefenseContext, create_defense
 from .models import create_model
 from .profiles import Profile, get_profile
 from .seeding import derive_seed
-from .train.infer import resolve_device
+from .train.infer import bf16_is_fast, resolve_device
 from .train.loop import TrainConfig, fit
 from .types import DefenseResult, ImageData, PoisonedDataset, Splits
 
@@ -139,7 +139,8 @@ def defend(data: ImageData, defense: str = "advrbd", *, profile: str | Profile =
 def environment() -> dict[str, str]:
     dev = resolve_device("auto")
     name = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    return {"device": name, "torch_version": torch.__version__, "advrbd_version": __version__}
+    return {"device": name, "auto_precision": "bf16" if bf16_is_fast(dev.type) else "fp32",
+            "torch_version": torch.__version__, "advrbd_version": __version__}
 
 
 def train_standard(ctx: DefenseContext, checkpoint: Path | None = None) -> tuple[torch.nn.Module, float]:

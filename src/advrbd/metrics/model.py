@@ -18,7 +18,7 @@ def evaluate(model: torch.nn.Module, test: ImageData, attack=None, asr_set: Imag
              precision: str = "auto") -> EvalResult:
     """ACC (percent, on ``test``) and, with an attack, ASR (percent, on ``attack.make_asr_set(test)``).
 
-    precision: "auto" = bf16 autocast (fast), "fp32" = exact float32 inference.
+    precision: "auto" = bf16 autocast where the device runs it fast, "fp32" = exact float32 inference.
     """
     acc = 100.0 * (predict(model, test, precision=precision) == test.labels).float().mean().item() if len(test) else float("nan")
     if attack is None:

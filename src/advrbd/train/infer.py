@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -14,9 +15,29 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
+@functools.lru_cache(maxsize=None)
+def bf16_is_fast(device_type: str) -> bool:
+    """Whether bf16 autocast speeds this device up, i.e. whether ``precision="auto"`` means bf16.
+
+    CUDA: when the GPU supports bf16. CPU: only with the AVX-512 kernels of oneDNN (AVX-512, AVX512-BF16,
+    AMX), where bf16 + channels_last trains 2–3.5× and infers 3–5× faster than fp32. On an AVX2-only CPU
+    bf16 has no native kernels: measured on a 2-core AMD EPYC (AVX2), fastnet ×½ training at batch 128
+    ran at 33 images/s in bf16 against 533 in fp32 (both channels_last), 16× slower.
+    """
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
 def autocast(device: torch.device, precision: str = "auto"):
-    """bf16 autocast where it is faster (CPU with channels_last: 3–5× for inference; CUDA), else nothing."""
-    if precision == "fp32":
+    """Autocast context for ``precision``: "bf16" always bf16, "fp32" none, "auto" bf16 where it is faster
+    (``bf16_is_fast``), else none."""
+    if precision == "fp32" or (precision == "auto" and not bf16_is_fast(device.type)):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

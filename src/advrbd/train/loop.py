@@ -4,7 +4,8 @@ per-sample weights or loss.
 
 Speed (2 CPU cores, measured): the training set lives on the device as one uint8 NHWC tensor, batches
 are converted and augmented there; bf16 autocast + channels_last together make training 2–3.5× faster
-than fp32 on CPU (either alone helps little), so both are on by default.
+than fp32 on a CPU with AVX-512 (either alone helps little), so both are on by default there; on an
+AVX2-only CPU bf16 is 16× slower, so "auto" precision runs fp32 there (``infer.bf16_is_fast``).
 """
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ class TrainConfig:
     crop_padding: int = field(default=4, metadata={"doc": "random-crop padding in pixels (0 = no crop)"})
     flip: bool = field(default=True, metadata={"doc": "random horizontal flip"})
     physical: bool = field(default=False, metadata={"doc": "PhysicalBA training-time variation on every image"})
-    precision: Literal["auto", "bf16", "fp32"] = field(default="auto", metadata={"doc": "auto = bf16 autocast"})
+    precision: Literal["auto", "bf16", "fp32"] = field(default="auto", metadata={
+        "doc": "auto = bf16 autocast where the device runs it fast (infer.bf16_is_fast), else fp32"})
     channels_last: bool = field(default=True, metadata={"doc": "channels_last memory format"})
     seed: int = field(default=0, metadata={"doc": "seed of shuffling and augmentation"})
     device: str = field(default="auto", metadata={"doc": "auto, cpu, cuda, cuda:N"})
