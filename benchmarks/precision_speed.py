@@ -17,7 +17,7 @@ import torch
 from advrbd.models import create_model
 from advrbd.train import TrainConfig, fit
 from advrbd.train.infer import bf16_is_fast
-from advrbd.types import ImageData
+from loop_overhead import random_data  # same folder
 
 
 def main() -> None:
@@ -27,10 +27,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=12)
     a = ap.parse_args()
-    g = torch.Generator().manual_seed(0)
-    n = a.batch * a.steps
-    data = ImageData(torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=g),
-                     torch.randint(0, 10, (n,), generator=g), tuple(map(str, range(10))))
+    data = random_data(a.batch * a.steps, torch.Generator().manual_seed(0))
     print(json.dumps({"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                       "torch": torch.__version__, "auto_is_bf16": bf16_is_fast("cpu")}))
     for precision in ("fp32", "bf16"):
