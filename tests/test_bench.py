@@ -120,3 +120,31 @@ def test_round_evaluation_is_left_out_of_the_defense_cost(monkeypatch):
     assert seconds <= wall - 0.6
     stages = result.info["stage_seconds"]
     assert 0 <= stages["enhancement"] and sum(stages.values()) <= seconds
+
+
+def test_paper_trigger_folder_sets_the_trigger_files_and_grids_do_not_mix_settings(tmp_path, capsys):
+    """``--triggers DIR`` gives blend (and the other image-trigger attacks) the toolkit files; the cell
+    records them, its stages live in their own work folder, and one --out refuses a second configuration."""
+    import numpy as np
+    from PIL import Image
+
+    from advrbd.attacks.triggers import PAPER_TRIGGER_FILES
+
+    folder = tmp_path / "triggers"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for names in PAPER_TRIGGER_FILES.values():
+        for n in names:
+            Image.fromarray(rng.integers(1, 256, (32, 32, 3), dtype=np.uint8)).save(folder / n)
+    out = tmp_path / "bench"
+    base = ["bench", "--profile", "smoke", "--data", DATA, "--attacks", "blend", "--defenses", "none", "--quiet"]
+    assert main(base + ["--triggers", str(folder), "--out", str(out)]) == 0
+    (cell,) = json.loads((out / "results.json").read_text())
+    assert cell["attack_settings"] == {"trigger": str(folder.resolve() / "hellokitty_32.png")}
+    (work,) = (out / "work").iterdir()
+    assert work.name.startswith("blend-r0.05-s0-res0.05-")  # not the default trigger's folder
+    capsys.readouterr()
+    assert main(base + ["--out", str(out)]) == 2  # same --out, default trigger
+    assert "attack settings" in capsys.readouterr().err
+    assert main(base + ["--triggers", str(tmp_path / "missing"), "--out", str(tmp_path / "b2")]) == 2
+    assert "trigger folder not found" in capsys.readouterr().err

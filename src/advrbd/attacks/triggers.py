@@ -237,3 +237,28 @@ def load_trigger_and_mask(
     if float(mask.sum()) == 0:
         raise BadInputError(f"trigger {path} has no trigger pixels (all black or masked out)")
     return pattern, mask
+
+
+#: The trigger files of the paper's toolkits (SPEC §4, paper Table I; shipped for benchmarking in
+#: ``../shared/data/triggers/``), by attack: Hello Kitty for the blends, a Firefox logo in the corner for
+#: PhysicalBA and its four quarters for Adaptive-Patch. BadNets, SIG, WaNet and TaCT need no file.
+PAPER_TRIGGER_FILES: dict[str, tuple[str, ...]] = {
+    "blend": ("hellokitty_32.png",),
+    "adaptive_blend": ("hellokitty_32.png",),
+    "physical": ("firefox_corner_32.png",),
+    "adaptive_patch": tuple(f"firefox_corner_split_{i}_32.png" for i in range(1, 5)),
+}
+
+
+def paper_trigger_settings(folder: str | Path) -> dict[str, dict[str, str]]:
+    """``{attack: {"trigger": path[,path...]}}`` for the attacks of :data:`PAPER_TRIGGER_FILES`, with the
+    files taken from ``folder``; every file is read once here so a missing or broken one fails now."""
+    root = Path(folder).expanduser().resolve()
+    if not root.is_dir():
+        raise BadInputError(f"trigger folder not found: {root}")
+    out = {}
+    for attack, names in PAPER_TRIGGER_FILES.items():
+        for name in names:
+            _read_rgb(root / name)
+        out[attack] = {"trigger": ",".join(str(root / n) for n in names)}
+    return out

@@ -11,7 +11,8 @@ HELP = "benchmark grid of attacks × defenses (resumable; writes results.json, r
 EXAMPLE = """advrbd bench --profile smoke --out bench/smoke
 advrbd bench train --profile quick --data imagefolder:/tmp/cifar10 --out bench/train
 advrbd bench attacks --profile quick --data imagefolder:/tmp/cifar10 --out bench/attacks
-advrbd bench --profile quick --data imagefolder:/tmp/cifar10 --attacks badnet,blend --defenses none,advrbd --out bench/q"""
+advrbd bench --profile quick --data imagefolder:/tmp/cifar10 --attacks badnet,blend --defenses none,advrbd --out bench/q
+advrbd bench --profile quick --data imagefolder:/tmp/cifar10 --triggers ../shared/data/triggers --out bench/paper-triggers"""
 
 ALL_ATTACKS = "badnet,blend,sig,wanet,physical,tact,adaptive_blend,adaptive_patch"
 
@@ -32,6 +33,10 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--set", action="append", default=[], metavar="DEFENSE.KEY=VALUE",
                    help="defense or attack setting, e.g. advrbd.rounds=4 or wanet.s=0.75 (repeatable)")
+    p.add_argument("--triggers", metavar="DIR",
+                   help="folder with the paper toolkits' trigger images (hellokitty_32.png, firefox_corner_32.png, "
+                   "firefox_corner_split_{1..4}_32.png): blend, adaptive_blend, physical and adaptive_patch use "
+                   "them instead of the generated defaults (paper Table I); --set NAME.trigger=... wins")
     p.add_argument("--out", required=True, help="output directory (a rerun resumes it)")
     add_output_flags(p)
 
@@ -62,6 +67,12 @@ def run(args) -> int:
         if a != "none":
             ATTACKS.get(a)
     per = _per_name(parse_overrides(args.set))
+    if args.triggers:
+        from ..attacks.triggers import paper_trigger_settings
+
+        for a, files in paper_trigger_settings(args.triggers).items():
+            if a in attacks:
+                per[a] = {**files, **per.get(a, {})}
     out = out_dir(args.out)
     quiet = args.quiet or args.json
 
