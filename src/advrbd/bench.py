@@ -38,22 +38,20 @@ def _clean_poisoned(train) -> PoisonedDataset:
     return PoisonedDataset(train, train.labels.clone(), z, z.clone(), "none", {})
 
 
-def _settings_tag(settings: dict) -> str:
+def _settings_tag(settings: dict[str, str]) -> str:
     """"" for an attack's defaults, else a short hash of its settings: it names the cell's work folder, so
     cells of one attack with other settings (e.g. another trigger file) never share stages."""
     if not settings:
         return ""
-    blob = json.dumps({k: str(v) for k, v in settings.items()}, sort_keys=True)
-    return "-" + hashlib.sha256(blob.encode()).hexdigest()[:8]
+    return "-" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def _check_attack_settings(cells: list[dict], attack: str, settings: dict, out: Path) -> None:
+def _check_attack_settings(cells: list[dict], attack: str, settings: dict[str, str], out: Path) -> None:
     """One results.json holds one configuration per attack: its tables average cells by attack name."""
-    given = {k: str(v) for k, v in settings.items()}
     for c in cells:
-        if c.get("attack") == attack and (c.get("attack_settings") or {}) != given:
+        if c.get("attack") == attack and (c.get("attack_settings") or {}) != settings:
             raise ConfigError(f"{out} already holds {attack} cells with attack settings "
-                              f"{c.get('attack_settings') or 'default'}, not {given or 'default'}; use another --out")
+                              f"{c.get('attack_settings') or 'default'}, not {settings or 'default'}; use another --out")
 
 
 def parse_defense(entry: str) -> tuple[str, dict[str, str]]:
@@ -96,7 +94,8 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
     for seed in seeds:
         for attack_name in attacks:
             a_settings = (attack_settings or {}).get(attack_name, {}) if attack_name != "none" else {}
-            _check_attack_settings(cells, attack_name, a_settings, out)
+            recorded = {k: str(v) for k, v in a_settings.items()}  # as results.json keeps them
+            _check_attack_settings(cells, attack_name, recorded, out)
             attack = None if attack_name == "none" else create_attack(
                 attack_name, rate=rate, target=target, seed=seed, **a_settings)
             todo = [d for d in defenses
@@ -106,7 +105,7 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
             poisoned = attack.poison(train) if attack else _clean_poisoned(train)
             asr_set = attack.make_asr_set(test) if attack else None
             recipe = resolve_recipe(profile, device, seed, attack)
-            work = out / "work" / f"{attack_name}-r{rate}-s{seed}-res{reserve}{_settings_tag(a_settings)}"
+            work = out / "work" / f"{attack_name}-r{rate}-s{seed}-res{reserve}{_settings_tag(recorded)}"
             std = _standard_cache(work, poisoned, profile, recipe, progress)
             std.seconds  # train it now, so no defense's wall time includes it by accident
             for d in todo:
@@ -124,7 +123,7 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
                 ev = evaluate_defense(result, poisoned.data, test, attack, poisoned if attack else None, asr_set)
                 cell = {"profile": profile.name, "dataset": dataset, "model": profile.model, "attack": attack_name,
                         "poison_rate": rate if attack else 0.0, "target": target if attack else None, "defense": d,
-                        "attack_settings": {k: str(v) for k, v in a_settings.items()} or None,
+                        "attack_settings": recorded or None,
                         "seed": seed, "reserve": reserve, "acc": ev["acc"], "asr": ev["asr"], "n_test": ev["n_test"],
                         "n_asr": ev["n_asr"],
                         "recall": ev.get("recall"), "fpr": ev.get("fpr"), "precision": ev.get("precision"),
