@@ -230,3 +230,43 @@ def test_enhancement_moves_only_misclassified_samples_with_move_unkept(synth):
     moved = pool_c[k:]
     assert len(moved) > 0 and len(history) == 3, history
     assert bool((given_label_margin(round1, data)[moved] <= 0).all())
+
+
+class _PooledFeatures(nn.Module):
+    """Stub classifier whose penultimate features are the image's 8×8 average pools (48 numbers)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(48, 5)
+
+    def features(self, x):
+        return nn.functional.avg_pool2d(x, 8).flatten(1)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+def _clustered_images(n_per_class: int, planted: int, seed: int = 0) -> tuple[ImageData, torch.Tensor]:
+    """5 classes of Gaussian clusters in pooled-feature space; ``planted`` extra samples labelled 2 come from
+    a sixth cluster (a trigger's subgroup). Returns the data and the mask of the planted samples."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 0.2 + 0.6 * torch.rand(6, 48, generator=g)
+    cluster = torch.cat([torch.arange(5).repeat_interleave(n_per_class), torch.full((planted,), 5)])
+    f = (centres[cluster] + 0.04 * torch.randn(len(cluster), 48, generator=g)).clamp(0, 1)
+    images = (f.view(-1, 3, 4, 4).repeat_interleave(8, 2).repeat_interleave(8, 3) * 255).round().to(torch.uint8)
+    labels = torch.where(cluster == 5, 2, cluster)
+    return ImageData(images.permute(0, 2, 3, 1).contiguous(), labels, tuple("abcde")), cluster == 5
+
+
+def test_latent_guard_protects_a_planted_feature_subgroup_of_its_class():
+    from advrbd.defenses.advrbd.guard import latent_guard
+
+    data, planted = _clustered_images(120, 30)
+    protected, j_star = latent_guard(_PooledFeatures(), data)
+    assert int(j_star.argmax()) == 2
+    assert bool(protected[planted].all())
+    assert int(protected.sum()) == 30  # nothing else: no other class is anomalous
+    # without a planted subgroup: at most one class's smaller half is protected, never all of it
+    clean, _ = _clustered_images(120, 0)
+    protected, _ = latent_guard(_PooledFeatures(), clean)
+    assert clean.labels[protected].unique().numel() <= 1 and int(protected.sum()) <= 60

@@ -1,7 +1,7 @@
 """AdvrBD (paper 001, Section V): adversarial-robustness-based backdoor defense, no clean data and no
-knowledge of the poison ratio. Stages: warm-up → consistency scoring → T enhancement rounds →
-identification → clean training → relabel and relearn. Every threshold comes from the data; the
-defense never sees ground truth or the test set.
+knowledge of the poison ratio. Stages: warm-up → consistency scoring → latent guard (a departure,
+guard.py) → T enhancement rounds → identification → clean training → relabel and relearn. Every threshold
+comes from the data; the defense never sees ground truth or the test set.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ...train.loop import TrainConfig, fit
 from ...types import DefenseResult
 from ..base import DEFENSES, Defense, DefenseContext
 from .enhance import enhance
+from .guard import latent_guard
 from .identify import identify
 from .retrain import clean_training, rejoin_mask, relabel, relearn, relearn_indices
 from .scoring import consistency_scores
@@ -88,10 +89,21 @@ class AdvrBD(AdvrBDSettings, Defense):
         timed("scoring", t)
 
         t = time.perf_counter()
+        protected, j_star = torch.zeros(len(data), dtype=torch.bool), torch.zeros(data.num_classes)
+        if self.latent_guard:
+            saved = store.load("guard")
+            if saved is None:
+                protected, j_star = latent_guard(model, data, self.seed)
+                store.save("guard", {"protected": protected, "j_star": j_star})
+            else:
+                protected, j_star = saved["protected"], saved["j_star"]
+        timed("guard", t)
+
+        t = time.perf_counter()
         saved = store.load("enhanced")
         if saved is None:
-            pool_c, history, round_states = enhance(model, data, scores0, self, recipe,
-                                                    max(1, round(self.round_epochs)), store, on_round, ctx.progress)
+            pool_c, history, round_states = enhance(model, data, scores0, self, recipe, max(1, round(self.round_epochs)),
+                                                    store, on_round, ctx.progress, protected)
             store.save("enhanced", {"model": model.state_dict(), "pool_c": pool_c, "history": json.dumps(history)})
         else:
             model.load_state_dict(saved["model"])
@@ -116,7 +128,11 @@ class AdvrBD(AdvrBDSettings, Defense):
         verdicts = [identify(m, data, self.identify_eps, self.pgd_steps, self.seed, self.null_quantile) for m in models]
         # Consensus: flagged only when every round's model flags it (the smallest margin is above 0).
         margin = torch.stack([v[1] for v in verdicts]).min(0).values
-        suspected, class_thresholds = margin > 0, verdicts[-1][2]
+        class_thresholds = verdicts[-1][2]
+        # guard_flags: the guarded subgroup is flagged too (its score lifted just above the verdict's 0)
+        guarded = protected & (margin <= 0) if self.guard_flags else torch.zeros_like(protected)
+        margin = torch.where(guarded, torch.full_like(margin, 1e-3), margin)
+        suspected = margin > 0
         timed("identification", t)
 
         t = time.perf_counter()
@@ -133,7 +149,9 @@ class AdvrBD(AdvrBDSettings, Defense):
         if self.relabel and self.relearn_epochs > 0:
             t = time.perf_counter()
             labels, confirmed = relabel(clean, data, suspected, self.relabel_confidence)
-            rejoin = rejoin_mask(suspected, labels, data.labels, scores0, self.rejoin_quantile)
+            # a guarded-only suspect the clean model does not relabel is a natural subgroup of its class: it rejoins
+            rejoin = rejoin_mask(suspected, labels, data.labels, scores0, self.rejoin_quantile) | (
+                guarded & (labels == data.labels))
             unlearn = confirmed & ~rejoin
             relearn(clean, data, labels, relearn_indices(data, suspected, labels, rejoin), recipe,
                     _epochs(self.relearn_epochs, E), self.relearn_lr, unlearn, self.relearn_unlearn_weight,
@@ -151,6 +169,9 @@ class AdvrBD(AdvrBDSettings, Defense):
             "n_unlearned_in_relearning": n_unlearned,
             "n_rejoined_in_relearning": n_rejoined,
             "class_thresholds": class_thresholds.tolist(),
+            "n_guarded": int(protected.sum()),
+            "n_flagged_by_guard_only": int(guarded.sum()),
+            "guard_j_star": j_star.tolist(),
             "consistency_scores": scores0,
             "clean_pool": pool_c,
         }

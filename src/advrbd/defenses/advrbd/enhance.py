@@ -68,16 +68,20 @@ def enhance(
     stage_store,
     on_round: Callable[[int, torch.nn.Module], dict] | None = None,
     progress: bool = False,
+    protected: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[dict], list[dict]]:
     """Run all rounds. Returns the final clean pool D_c (indices), per-round history records and the
     model's state after each finished round (CPU copies; the last one is the enhanced model).
 
     ``stage_store`` persists (model, pools) after each round so an interrupted run resumes there.
+    ``protected`` (bool N, guard.py): samples ranked last by every partition, so they never join D_c.
     """
     n = len(data)
     k = max(1, round(s.partition_rate * n))
     labels = data.labels
     quota = (s.partition_rate * torch.bincount(labels)).round().long() if s.stratify_pool else None
+    if protected is not None:
+        scores0 = scores0.masked_fill(protected, float("-inf"))
     pool_c, pool_r = move_most_sensitive(scores0, torch.arange(n), k, quota, labels)
     kept = int((given_label_margin(model, data) > 0).sum())
     history = [{"round": 0, "n_clean_pool": len(pool_c), "n_kept": kept, **(on_round(0, model) if on_round else {})}]
@@ -114,6 +118,8 @@ def enhance(
         kept = now
         if r < s.rounds:  # the last re-score would only grow D_c, which nothing uses afterwards
             sc = consistency_scores(model, data, pool_r, s, f"round{r}", progress) if s.rescore else scores0[pool_r]
+            if protected is not None:
+                sc = sc.masked_fill(protected[pool_r], float("-inf"))
             # candidates: D_r samples this round's model misclassifies (all of D_r without move_unkept)
             cand = margin[pool_r] <= 0 if s.move_unkept else torch.ones(len(pool_r), dtype=torch.bool)
             moved, rest = move_most_sensitive(sc[cand], pool_r[cand], k, quota, labels)
