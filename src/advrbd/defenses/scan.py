@@ -88,6 +88,13 @@ def class_statistic(x: torch.Tensor, su: torch.Tensor, se: torch.Tensor, f: torc
     return float(term.sum() / n)
 
 
+def normalised_statistic(stat: torch.Tensor) -> torch.Tensor:
+    """J* per class: (J − median) / (1.4826·MAD) of the J values scaled by their largest magnitude."""
+    rel = stat / stat.abs().max().clamp(min=1e-12)
+    med = rel.median()
+    return (rel - med) / (1.4826 * (rel - med).abs().median().clamp(min=1e-12))
+
+
 @DEFENSES.register("scan",
                    "SCAn-FT: contamination analysis of features, retrain on the kept samples (Tang et al., 2021)")
 @dataclass
@@ -144,10 +151,7 @@ class SCAn(Defense):
                 u_bad, u_good = xc[bad].mean(0), xc[~bad].mean(0)
                 d = (xc @ f @ (u_bad - u_good)) - 0.5 * (u_bad @ f @ u_bad - u_good @ f @ u_good)
                 margin[idx] = d / d.std().clamp(min=1e-12)
-        rel = stat / stat.abs().max().clamp(min=1e-12)
-        med = rel.median()
-        mad = (rel - med).abs().median().clamp(min=1e-12)
-        j_star = (rel - med) / (1.4826 * mad)
+        j_star = normalised_statistic(stat)
         flagged = j_star > self.threshold
         suspected = (flagged[y] & poison_side)[:n]
         scores = (j_star[y] * torch.sigmoid(margin))[:n].float()

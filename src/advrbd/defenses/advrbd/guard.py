@@ -30,7 +30,7 @@ import torch
 from ...seeding import generator
 from ...types import ImageData
 from .._common import features
-from ..scan import class_statistic, global_model, split_class
+from ..scan import class_statistic, global_model, normalised_statistic, split_class
 
 EM_ITERS = 100  # as SCAn's authors' code
 
@@ -61,9 +61,7 @@ def latent_guard(model: torch.nn.Module, data: ImageData, seed: int = 0,
         sub = split_class(x[idx], f, g, EM_ITERS)
         stat[c] = class_statistic(x[idx], su, se, f, sub)
         smaller[c] = idx[sub if int(sub.sum()) < int((~sub).sum()) else ~sub]
-    rel = stat / stat.abs().max().clamp(min=1e-12)
-    med = rel.median()
-    j_star = ((rel - med) / (1.4826 * (rel - med).abs().median().clamp(min=1e-12))).float()
+    j_star = normalised_statistic(stat).float()
     for c in set([int(j_star.argmax())] + (j_star > threshold).nonzero().flatten().tolist()):
         if c in smaller:
             protected[smaller[c]] = True
