@@ -102,8 +102,9 @@ class AdvrBD(AdvrBDSettings, Defense):
         t = time.perf_counter()
         saved = store.load("enhanced")
         if saved is None:
-            pool_c, history, round_states = enhance(model, data, scores0, self, recipe, max(1, round(self.round_epochs)),
-                                                    store, on_round, ctx.progress, protected)
+            pool_c, history, round_states = enhance(model, data, scores0, self, recipe,
+                                                    max(1, round(self.round_epochs)), store, on_round, ctx.progress,
+                                                    protected)
             store.save("enhanced", {"model": model.state_dict(), "pool_c": pool_c, "history": json.dumps(history)})
         else:
             model.load_state_dict(saved["model"])

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 
 # Settings that only act from identification on: changing them reuses the saved earlier stages.
-LATE_SETTINGS = frozenset({"guard_flags", "identify_eps", "null_quantile", "round_consensus", "clean_epochs", "relearn_epochs",
-                           "relearn_lr", "relabel", "relabel_confidence", "relearn_unlearn_weight",
+LATE_SETTINGS = frozenset({"guard_flags", "identify_eps", "null_quantile", "round_consensus", "clean_epochs",
+                           "relearn_epochs", "relearn_lr", "relabel", "relabel_confidence", "relearn_unlearn_weight",
                            "rejoin_quantile"})
 
 
@@ -27,10 +27,7 @@ class AdvrBDSettings:
     eps: float = field(default=8 / 255, metadata={"doc": "L-inf bound of the patch perturbation, [0,1] pixel units"})
     pgd_steps: int = field(default=2, metadata={"doc": "PGD steps per sample (one step ~ half a training step)"})
     partition_rate: float = field(default=0.1, metadata={"doc": "ρ: fraction of the set moved to the surely-clean pool per round"})
-    # Stage 2: backdoor enhancement (Alg. 2, Eq. 4).
-    # Measured (quick, badnet, from the trained model): λ = 1 leaves test ACC at 57% after 3 rounds and
-    # flags 65% of the set; λ = 4 with 2 epochs per round drives ACC to 9% while ASR stays 88%, flagging
-    # 12% (recall 88%, FPR 8%; the missed poisons are ones whose corner was already white).
+    # Stage 1b: latent guard (guard.py; a departure from the paper).
     # Measured post hoc (guard.py): leave-one-class-out SCAn split of the warm-up model's features isolates
     # 415-475 of 475 poisons of seven of the eight quick attacks in the target class, which it finds as the
     # class of largest J*; end-to-end figures in benchmarks/results/quick_cifar10_guard_s18.md.
@@ -42,6 +39,10 @@ class AdvrBDSettings:
     # guarded subgroup holds 449 of the 475 poisons, and with it the flagged set holds 95.4% at FPR 9.9%.
     guard_flags: bool = field(default=True, metadata={
         "doc": "also flag the guarded subgroup; those of its samples the clean model does not relabel rejoin relearning"})
+    # Stage 2: backdoor enhancement (Alg. 2, Eq. 4).
+    # Measured (quick, badnet, from the trained model): λ = 1 leaves test ACC at 57% after 3 rounds and
+    # flags 65% of the set; λ = 4 with 2 epochs per round drives ACC to 9% while ASR stays 88%, flagging
+    # 12% (recall 88%, FPR 8%; the missed poisons are ones whose corner was already white).
     rounds: int = field(default=3, metadata={"doc": "T: enhancement rounds"})
     round_epochs: float = field(default=2.0, metadata={"doc": "training epochs per enhancement round"})
     unlearn_weight: float = field(default=4.0, metadata={"doc": "λ: weight of the gradient-ascent term on the clean pool"})
