@@ -164,6 +164,27 @@ def test_rejoin_takes_unrelabelled_suspects_with_high_consistency_scores():
     assert not rejoin_mask(suspected, labels, given, scores, 1.0).any()
 
 
+def test_the_guarded_subgroup_neither_rejoins_nor_is_unlearned_in_relearning():
+    from advrbd.defenses.advrbd.retrain import relearn_indices, relearn_masks
+
+    data = ImageData(torch.zeros(6, 2, 2, 3, dtype=torch.uint8), torch.tensor([1, 1, 1, 0, 2, 0]), ("a", "b", "c"))
+    suspected = torch.tensor([True, True, True, True, True, False])
+    given = data.labels.clone()
+    labels = given.clone()
+    labels[2] = (given[2] + 1) % data.num_classes  # sample 2 relabelled by the clean model
+    confirmed = torch.tensor([True, False, False, True, False, False])
+    scores = torch.tensor([9.0, 8.0, 7.0, 0.1, 7.5, 0.0])  # 0, 1 and 4 above the 0.5-quantile (7.25)
+    protected = torch.tensor([True, True, True, False, False, False])
+    rejoin, unlearn = relearn_masks(suspected, labels, confirmed, given, scores, 0.5, protected)
+    # unprotected: 4 (high score) rejoins, 3 (confirmed, robust) is unlearned; protected 0 and 1 neither,
+    # although their scores are high and 0 is confirmed
+    assert rejoin.tolist() == [False, False, False, False, True, False]
+    assert unlearn.tolist() == [False, False, False, True, False, False]
+    # relearning trains on the protected suspect the clean model relabelled, with its new label, and leaves
+    # the other two out
+    assert relearn_indices(data, suspected, labels, rejoin).tolist() == [2, 4, 5]
+
+
 def test_adversarial_identification_drops_fragile_predictions():
     """A linear model: the label of a sample near the boundary flips under a small perturbation, the label of
     one far from it does not; eps = 0 is the paper's margin rule."""

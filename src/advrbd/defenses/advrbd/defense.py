@@ -19,7 +19,7 @@ from ..base import DEFENSES, Defense, DefenseContext
 from .enhance import enhance
 from .guard import latent_guard
 from .identify import identify
-from .retrain import clean_training, rejoin_mask, relabel, relearn, relearn_indices
+from .retrain import clean_training, relabel, relearn, relearn_indices, relearn_masks
 from .scoring import consistency_scores
 from .settings import LATE_SETTINGS, AdvrBDSettings
 from .stages import StageStore
@@ -150,10 +150,8 @@ class AdvrBD(AdvrBDSettings, Defense):
         if self.relabel and self.relearn_epochs > 0:
             t = time.perf_counter()
             labels, confirmed = relabel(clean, data, suspected, self.relabel_confidence)
-            # a guarded-only suspect the clean model does not relabel is a natural subgroup of its class: it rejoins
-            rejoin = rejoin_mask(suspected, labels, data.labels, scores0, self.rejoin_quantile) | (
-                guarded & (labels == data.labels))
-            unlearn = confirmed & ~rejoin
+            rejoin, unlearn = relearn_masks(suspected, labels, confirmed, data.labels, scores0, self.rejoin_quantile,
+                                            protected)
             relearn(clean, data, labels, relearn_indices(data, suspected, labels, rejoin), recipe,
                     _epochs(self.relearn_epochs, E), self.relearn_lr, unlearn, self.relearn_unlearn_weight,
                     late_store.fit_path("relearn"), ctx.progress)

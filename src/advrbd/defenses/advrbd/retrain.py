@@ -8,7 +8,8 @@ misses (quick CIFAR-10: the clean model's ASR is 92.9% from 33 missed TaCT poiso
 poisons); the clean model then confirms the flagged poisons' (target) label, so relabelling cannot correct
 them, while unlearning them removes the trigger's pull. Second departure (``rejoin_quantile``): suspected
 samples the clean model does not relabel rejoin relearning with their given label when their consistency score
-is high (``rejoin_mask``); those are neither left out nor unlearned.
+is high (``rejoin_mask``); those are neither left out nor unlearned. Neither departure applies to the
+latent guard's subgroup (``relearn_masks``).
 """
 from __future__ import annotations
 
@@ -82,6 +83,23 @@ def rejoin_mask(suspected: torch.Tensor, labels: torch.Tensor, given: torch.Tens
     if quantile >= 1 or len(scores) == 0:
         return torch.zeros_like(suspected)
     return suspected & (labels == given) & (scores >= scores.float().quantile(quantile))
+
+
+def relearn_masks(suspected: torch.Tensor, labels: torch.Tensor, confirmed: torch.Tensor, given: torch.Tensor,
+                  scores: torch.Tensor, quantile: float, protected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rejoin, unlearn), bool N each: the suspects that rejoin relearning with their given label
+    (``rejoin_mask``) and the confirmed ones that are unlearned, both without the latent guard's subgroup
+    (``protected``, guard.py). A protected suspect is relearned only when the clean model relabels it; otherwise
+    it is left out.
+
+    Why: the guarded subgroup is where the poisons are (quick CIFAR-10, seed 0: 449 of Blend's 475 in it);
+    the clean model cannot relabel a poison it is unsure of (a blended image), so letting the subgroup rejoin
+    re-taught the trigger (session 18: Blend 135 poisons rejoined with the target label, clean model ASR
+    0.68% -> 5.96% after relearning; TaCT 4.0% -> 19.7%), and unlearning it costs the target class accuracy
+    when it is only a natural subgroup (0% poison: 76.30% left out, 75.75% unlearned).
+    """
+    rejoin = rejoin_mask(suspected, labels, given, scores, quantile) & ~protected
+    return rejoin, confirmed & ~rejoin & ~protected
 
 
 def relearn(model: torch.nn.Module, data: ImageData, labels: torch.Tensor, indices: torch.Tensor,

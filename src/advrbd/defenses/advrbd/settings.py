@@ -38,7 +38,7 @@ class AdvrBDSettings:
     # them), and relearning re-taught the trigger from the rest (clean model ASR 0.60%, final 77.30%); the
     # guarded subgroup holds 449 of the 475 poisons, and with it the flagged set holds 95.4% at FPR 9.9%.
     guard_flags: bool = field(default=True, metadata={
-        "doc": "also flag the guarded subgroup; those of its samples the clean model does not relabel rejoin relearning"})
+        "doc": "also flag the guarded subgroup (relearning then trains only on those of its samples the clean model relabels)"})
     # Stage 2: backdoor enhancement (Alg. 2, Eq. 4).
     # Measured (quick, badnet, from the trained model): λ = 1 leaves test ACC at 57% after 3 rounds and
     # flags 65% of the set; λ = 4 with 2 epochs per round drives ACC to 9% while ASR stays 88%, flagging
