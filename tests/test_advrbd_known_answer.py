@@ -137,6 +137,10 @@ def test_changing_identification_reuses_enhancement_and_rules_trade_recall_for_f
     for r in (paper, calibrated):
         assert r.suspected[pd.poison_mask].float().mean() >= 0.7
         assert evaluate(r.model, ctx.train, attack, asr_set).asr <= 10
+    # a relearning setting alone: the clean model saved by the last run is loaded, only relearning runs again
+    monkeypatch.setattr(mod, "clean_training", lambda *a, **k: pytest.fail("clean training ran again"))
+    relearnt, _ = run_defense("advrbd", {"null_quantile": 0.5, "relearn_lr": 0.01}, ctx)
+    assert torch.equal(relearnt.suspected, calibrated.suspected)
 
 
 def test_clean_dataset_keeps_accuracy(digits):

@@ -21,7 +21,7 @@ from .guard import latent_guard
 from .identify import identify
 from .retrain import clean_training, relabel, relearn, relearn_indices, relearn_masks
 from .scoring import consistency_scores
-from .settings import LATE_SETTINGS, AdvrBDSettings
+from .settings import LATE_SETTINGS, RELEARN_SETTINGS, AdvrBDSettings
 from .stages import StageStore
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,13 @@ class AdvrBD(AdvrBDSettings, Defense):
             return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
         # Stages up to enhancement do not depend on the later settings: changing only those (e.g. the
-        # identification rule) resumes from the saved enhanced model.
-        early = {k: v for k, v in asdict(self).items() if k not in LATE_SETTINGS}
-        store = StageStore(ctx.workdir, "advrbd", key(early))
-        late_store = StageStore(ctx.workdir, "advrbd", key(asdict(self)))
+        # identification rule) resumes from the saved enhanced model; changing only relearning's, from the
+        # saved clean model.
+        def store_without(names: frozenset) -> StageStore:
+            return StageStore(ctx.workdir, "advrbd", key({k: v for k, v in asdict(self).items() if k not in names}))
+
+        store, clean_store = store_without(LATE_SETTINGS), store_without(RELEARN_SETTINGS)
+        late_store = store_without(frozenset())
         on_round = ctx.extra.get("on_round")
         timings: dict[str, float] = {}
 
@@ -137,11 +140,11 @@ class AdvrBD(AdvrBDSettings, Defense):
         timed("identification", t)
 
         t = time.perf_counter()
-        saved = late_store.load("clean")
+        saved = clean_store.load("clean")
         if saved is None:
             clean_training(clean, data, suspected, recipe, _epochs(self.clean_epochs, E),
-                           late_store.fit_path("clean"), ctx.progress)
-            late_store.save("clean", {"model": clean.state_dict()})
+                           clean_store.fit_path("clean"), ctx.progress)
+            clean_store.save("clean", {"model": clean.state_dict()})
         else:
             clean.load_state_dict(saved["model"])
         timed("clean_training", t)

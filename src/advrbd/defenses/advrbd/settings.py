@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-# Settings that only act from identification on: changing them reuses the saved earlier stages.
-LATE_SETTINGS = frozenset({"guard_flags", "identify_eps", "null_quantile", "round_consensus", "clean_epochs",
-                           "relearn_epochs", "relearn_lr", "relabel", "relabel_confidence", "relearn_unlearn_weight",
-                           "rejoin_quantile"})
+# Settings that only act in relabel-and-relearn: changing them reuses the saved clean model.
+RELEARN_SETTINGS = frozenset({"relearn_epochs", "relearn_lr", "relabel", "relabel_confidence",
+                              "relearn_unlearn_weight", "rejoin_quantile"})
+# Settings that only act from identification on: changing them reuses the saved enhanced model.
+LATE_SETTINGS = RELEARN_SETTINGS | {"guard_flags", "identify_eps", "null_quantile", "round_consensus", "clean_epochs"}
 
 
 @dataclass
