@@ -152,9 +152,11 @@ class AdvrBD(AdvrBDSettings, Defense):
         labels, n_unlearned, n_rejoined = data.labels.clone(), 0, 0
         if self.relabel and self.relearn_epochs > 0:
             t = time.perf_counter()
-            labels, confirmed = relabel(clean, data, suspected, self.relabel_confidence)
+            trust = self.latent_guard and self.trust_unguarded
+            labels, confirmed = relabel(clean, data, suspected & protected if trust else suspected,
+                                        self.relabel_confidence)
             rejoin, unlearn = relearn_masks(suspected, labels, confirmed, data.labels, scores0, self.rejoin_quantile,
-                                            protected)
+                                            protected, trust)
             relearn(clean, data, labels, relearn_indices(data, suspected, labels, rejoin), recipe,
                     _epochs(self.relearn_epochs, E), self.relearn_lr, unlearn, self.relearn_unlearn_weight,
                     late_store.fit_path("relearn"), ctx.progress)
