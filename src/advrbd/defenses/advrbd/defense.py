@@ -152,7 +152,7 @@ class AdvrBD(AdvrBDSettings, Defense):
         labels, n_unlearned, n_rejoined = data.labels.clone(), 0, 0
         if self.relabel and self.relearn_epochs > 0:
             t = time.perf_counter()
-            trust = self.latent_guard and self.trust_unguarded
+            trust = self.latent_guard and self.trust_unguarded and bool(protected.any())
             labels, confirmed = relabel(clean, data, suspected & protected if trust else suspected,
                                         self.relabel_confidence)
             rejoin, unlearn = relearn_masks(suspected, labels, confirmed, data.labels, scores0, self.rejoin_quantile,

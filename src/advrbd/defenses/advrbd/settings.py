@@ -136,11 +136,11 @@ class AdvrBDSettings:
     # model's sink classes (quick, seed 0: physical 1,437 of 1,437, tact 1,714 of 1,714, badnet 942 of 949,
     # 0% poison 1,093 of 1,093; mostly frogs and trucks). The rules above were made for poisons: they relabelled
     # such samples with a wrong class (the clean model barely saw their class; physical 147, tact 178, all
-    # clean) and unlearned or left out 86-92% of the rest, so clean training's blind spot stayed. Post hoc from
+    # clean) and unlearned or left out 89-93% of the rest, so clean training's blind spot stayed. Post hoc from
     # the saved clean models of the nine quick cells (benchmarks/results/quick_cifar10_rejoin_s20.md), ACC /
     # ASR, false -> true: physical 70.84/0.61 -> 73.64/0.46, tact 73.16/1.40 -> 75.44/1.80, 0% 76.30 -> 77.51,
-    # mean of the eight 75.37/1.25 -> 76.25/0.94. Without the guard the poisons are among those suspects:
-    # no effect then.
+    # mean of the eight 75.37/1.25 -> 76.25/0.94. Without the guard (or when it guards nothing: fewer than three
+    # classes) the poisons are among those suspects: no effect then.
     trust_unguarded: bool = field(default=True, metadata={
         "doc": "with latent_guard: suspects outside the guard's subgroup rejoin relearning with their given label (not relabelled, not unlearned); the subgroup's are relabelled when the clean model is sure and left out otherwise, so rejoin_quantile and relearn_unlearn_weight then have no effect"})
     batch_size: int = field(default=512, metadata={"doc": "batch size of scoring"})
