@@ -183,11 +183,14 @@ def test_the_guarded_subgroup_neither_rejoins_nor_is_unlearned_in_relearning():
     # relearning trains on the protected suspect the clean model relabelled, with its new label, and leaves
     # the other two out
     assert relearn_indices(data, suspected, labels, rejoin).tolist() == [2, 4, 5]
-    # trust_unguarded (the default with the guard): every unprotected suspect rejoins, none is unlearned, and
-    # the protected ones the clean model does not relabel are still left out
-    rejoin, unlearn = relearn_masks(suspected, labels, confirmed, given, scores, 0.5, protected, True)
-    assert rejoin.tolist() == [False, False, False, True, True, False] and not unlearn.any()
-    assert relearn_indices(data, suspected, labels, rejoin).tolist() == [2, 3, 4, 5]
+    # trust_unguarded (the default with the guard): only the protected suspects count as suspects in
+    # relearning, so every unprotected suspect rejoins, none is unlearned, and the protected ones the clean
+    # model does not relabel are still left out
+    relearn_suspects = suspected & protected
+    rejoin, unlearn = relearn_masks(relearn_suspects, labels, confirmed & protected, given, scores, 0.5, protected)
+    rejoined = rejoin | (suspected & ~relearn_suspects)
+    assert rejoined.tolist() == [False, False, False, True, True, False] and not unlearn.any()
+    assert relearn_indices(data, relearn_suspects, labels, rejoin).tolist() == [2, 3, 4, 5]
 
 
 def test_adversarial_identification_drops_fragile_predictions():

@@ -152,16 +152,17 @@ class AdvrBD(AdvrBDSettings, Defense):
         labels, n_unlearned, n_rejoined = data.labels.clone(), 0, 0
         if self.relabel and self.relearn_epochs > 0:
             t = time.perf_counter()
+            # trust_unguarded: relearning treats only the guarded subgroup's suspects as suspects
             trust = self.latent_guard and self.trust_unguarded and bool(protected.any())
-            labels, confirmed = relabel(clean, data, suspected & protected if trust else suspected,
-                                        self.relabel_confidence)
-            rejoin, unlearn = relearn_masks(suspected, labels, confirmed, data.labels, scores0, self.rejoin_quantile,
-                                            protected, trust)
-            relearn(clean, data, labels, relearn_indices(data, suspected, labels, rejoin), recipe,
+            relearn_suspects = suspected & protected if trust else suspected
+            labels, confirmed = relabel(clean, data, relearn_suspects, self.relabel_confidence)
+            rejoin, unlearn = relearn_masks(relearn_suspects, labels, confirmed, data.labels, scores0,
+                                            self.rejoin_quantile, protected)
+            relearn(clean, data, labels, relearn_indices(data, relearn_suspects, labels, rejoin), recipe,
                     _epochs(self.relearn_epochs, E), self.relearn_lr, unlearn, self.relearn_unlearn_weight,
                     late_store.fit_path("relearn"), ctx.progress)
             n_unlearned = int(unlearn.sum()) if self.relearn_unlearn_weight > 0 else 0
-            n_rejoined = int(rejoin.sum())
+            n_rejoined = int((rejoin | (suspected & ~relearn_suspects)).sum())
             timed("relabel_relearn", t)
 
         info = {

@@ -87,13 +87,12 @@ def rejoin_mask(suspected: torch.Tensor, labels: torch.Tensor, given: torch.Tens
 
 
 def relearn_masks(suspected: torch.Tensor, labels: torch.Tensor, confirmed: torch.Tensor, given: torch.Tensor,
-                  scores: torch.Tensor, quantile: float, protected: torch.Tensor,
-                  trust_unguarded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                  scores: torch.Tensor, quantile: float, protected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(rejoin, unlearn), bool N each: the suspects that rejoin relearning with their given label
     (``rejoin_mask``) and the confirmed ones that are unlearned, both without the latent guard's subgroup
     (``protected``, guard.py). A protected suspect is relearned only when the clean model relabels it; otherwise
-    it is left out. ``trust_unguarded`` (the default with the guard, settings.py): every unprotected suspect
-    rejoins and none is unlearned (the caller relabels protected suspects only).
+    it is left out. With ``trust_unguarded`` (settings.py) the caller passes only the protected suspects as
+    ``suspected``: the others are then relearned like unsuspected samples, with their given label.
 
     Why: the guarded subgroup is where the poisons are (quick CIFAR-10, seed 0: 449 of Blend's 475 in it);
     the clean model cannot relabel a poison it is unsure of (a blended image), so letting the subgroup rejoin
@@ -101,8 +100,6 @@ def relearn_masks(suspected: torch.Tensor, labels: torch.Tensor, confirmed: torc
     0.68% -> 5.96% after relearning; TaCT 4.0% -> 19.7%), and unlearning it costs the target class accuracy
     when it is only a natural subgroup (0% poison: 76.30% left out, 75.75% unlearned).
     """
-    if trust_unguarded:
-        return suspected & ~protected, torch.zeros_like(suspected)
     rejoin = rejoin_mask(suspected, labels, given, scores, quantile) & ~protected
     return rejoin, confirmed & ~rejoin & ~protected
 
