@@ -142,9 +142,28 @@ def test_paper_trigger_folder_sets_the_trigger_files_and_grids_do_not_mix_settin
     (cell,) = json.loads((out / "results.json").read_text())
     assert cell["attack_settings"] == {"trigger": str(folder.resolve() / "hellokitty_32.png")}
     (work,) = (out / "work").iterdir()
-    assert work.name.startswith("blend-r0.05-s0-res0.05-")  # not the default trigger's folder
+    assert work.name.startswith("blend-t1-r0.05-s0-res0.05-")  # not the default trigger's folder
     capsys.readouterr()
     assert main(base + ["--out", str(out)]) == 2  # same --out, default trigger
     assert "attack settings" in capsys.readouterr().err
     assert main(base + ["--triggers", str(tmp_path / "missing"), "--out", str(tmp_path / "b2")]) == 2
     assert "trigger folder not found" in capsys.readouterr().err
+
+
+def test_grid_axes_targets_rates_and_attack_variants(tmp_path):
+    """--targets and --rates are grid axes, an attack variant NAME[k=v] is its own row, each cell records
+    its target, rate and role, the clean row runs once per seed and gives every cell its target's floor."""
+    out = tmp_path / "axes"
+    assert main(["bench", "--profile", "smoke", "--data", DATA, "--attacks", "badnet,badnet[patch_size=2],none",
+                 "--defenses", "none,oracle", "--targets", "1,2", "--rates", "0.05,0.1", "--role", "validation",
+                 "--out", str(out), "--quiet"]) == 0
+    cells = json.loads((out / "results.json").read_text())
+    attacked = [c for c in cells if c["attack"] != "none"]
+    assert len(attacked) == 16 and len(cells) == 18
+    assert {(c["attack"], c["target"], c["poison_rate"]) for c in attacked} == {
+        (a, t, r) for a in ("badnet", "badnet[patch_size=2]") for t in (1, 2) for r in (0.05, 0.1)}
+    assert all(c["role"] == "validation" and c["clean_model_asr"] is not None for c in attacked)
+    assert {c["attack_settings"]["patch_size"] for c in attacked if c["attack"] == "badnet[patch_size=2]"} == {"2"}
+    md = (out / "results.md").read_text()
+    assert "## Every cell" in md and "target 2" in md
+    assert main(["bench", "--profile", "smoke", "--data", DATA, "--targets", "x", "--out", str(tmp_path / "b")]) == 2

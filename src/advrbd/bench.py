@@ -3,7 +3,8 @@
 Each finished cell is appended to ``DIR/results.json`` at once (atomically), so an interrupted grid
 resumes where it stopped. Defenses of one attack share one standard (backdoored) training, which is
 also the reference for cost ratios (``standard_train_seconds``). When the grid has the clean row
-(``none`` attack), every attack cell also gets ``clean_model_asr``: the ASR floor (see ``_set_asr_floor``).
+(``none`` attack) of a seed, every attack cell of that seed also gets ``clean_model_asr``: the ASR floor
+(see ``_set_asr_floor``). Axes: seeds × poison rates × target classes × attack variants × defenses.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from .profiles import Profile
 from .types import PoisonedDataset
 
 log = logging.getLogger(__name__)
-KEY = ("dataset", "model", "attack", "poison_rate", "defense", "seed", "reserve")
+KEY = ("dataset", "model", "attack", "poison_rate", "target", "defense", "seed", "reserve")
 
 
 def _clean_poisoned(train) -> PoisonedDataset:
@@ -54,14 +55,14 @@ def _check_attack_settings(cells: list[dict], attack: str, settings: dict[str, s
                               f"{c.get('attack_settings') or 'default'}, not {settings or 'default'}; use another --out")
 
 
-def parse_defense(entry: str) -> tuple[str, dict[str, str]]:
-    """``name`` or ``name[key=value;key=value]``: a variant column of a defense with its own settings, e.g.
-    ``advrbd[null_quantile=0.5]``. Variants share the defense's work folder, so stages their settings do
-    not change are reused (AdvrBD keys every stage by the settings it depends on). Syntax only: ``run_grid``
-    validates the name and settings with ``create_defense``."""
+def parse_entry(entry: str) -> tuple[str, dict[str, str]]:
+    """``name`` or ``name[key=value;key=value]``: a variant of an attack or defense with its own settings,
+    e.g. ``advrbd[rounds=4]`` or ``blend[trigger=photo.png;alpha=0.15]`` (a grid axis of trigger files).
+    Defense variants share the defense's work folder, so stages their settings do not change are reused.
+    Syntax only: ``run_grid`` validates names and settings."""
     m = re.fullmatch(r"([\w-]+)(?:\[([^\]]*)\])?", entry.strip())
     if m is None:
-        raise ConfigError(f"bad defense entry {entry!r}: expected NAME or NAME[key=value;...]")
+        raise ConfigError(f"bad grid entry {entry!r}: expected NAME or NAME[key=value;...]")
     return m.group(1), parse_overrides([kv for kv in (m.group(2) or "").split(";") if kv.strip()])
 
 
@@ -73,13 +74,22 @@ def _split_reserve(prep, frac: float, seed: int):
 
 
 def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defenses: Sequence[str], out: Path, *,
-             rate: float = 0.05, target: int = 1, seeds: Sequence[int] = (0,), device: str = "auto",
-             reserve: float = 0.05, attack_settings: dict | None = None, defense_settings: dict | None = None,
-             progress: bool = False, on_cell: Callable[[dict], None] | None = None) -> list[dict[str, Any]]:
-    """Run the grid and return all cells (finished earlier and now). ``defenses``: see ``parse_defense``."""
-    variants = {d: parse_defense(d) for d in defenses}
+             rate: float | Sequence[float] = 0.05, target: int | Sequence[int] = 1, seeds: Sequence[int] = (0,),
+             device: str = "auto", reserve: float = 0.05, attack_settings: dict | None = None,
+             defense_settings: dict | None = None, role: str | None = None, progress: bool = False,
+             on_cell: Callable[[dict], None] | None = None) -> list[dict[str, Any]]:
+    """Run the grid seeds × rates × targets × attacks × defenses and return all cells (finished earlier and
+    now). ``attacks`` and ``defenses``: names or variants (``parse_entry``). ``role``: "tuning" or
+    "validation", recorded on every new cell so a results file says which cells chose the settings."""
+    rates = [rate] if isinstance(rate, (int, float)) else list(rate)
+    targets = [target] if isinstance(target, int) else list(target)
+    variants = {d: parse_entry(d) for d in defenses}
     for name, variant in variants.values():  # bad settings fail now, not hours into the grid
         create_defense(name, **{**(defense_settings or {}).get(name, {}), **variant})
+    attack_entries = {a: parse_entry(a) for a in attacks}
+    for a, (name, variant) in attack_entries.items():
+        if name != "none":
+            create_attack(name, **{**(attack_settings or {}).get(name, {}), **variant})
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     cells: list[dict] = read_json(results_path) if results_path.is_file() else []
@@ -91,63 +101,72 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
     train, clean_reserve = (_split_reserve(prep, reserve, 0) if reserve > 0 else (prep.splits.train, None))
     test = prep.splits.test
     env = environment()
+    grid = [(seed, r, t, a) for seed in seeds for a in attacks
+            for r, t in ([(0.0, None)] if attack_entries[a][0] == "none" else [(r, t) for r in rates for t in targets])]
+    for seed, r, t, attack_entry in grid:
+        attack_name, variant = attack_entries[attack_entry]
+        a_settings = {**(attack_settings or {}).get(attack_name, {}), **variant} if attack_name != "none" else {}
+        recorded = {k: str(v) for k, v in a_settings.items()}  # as results.json keeps them
+        _check_attack_settings(cells, attack_entry, recorded, out)
+        attack = None if attack_name == "none" else create_attack(
+            attack_name, rate=r, target=t, seed=seed, **a_settings)
+        todo = [d for d in defenses if (dataset, profile.model, attack_entry, r, t, d, seed, reserve) not in done]
+        if not todo:
+            continue
+        poisoned = attack.poison(train) if attack else _clean_poisoned(train)
+        asr_set = attack.make_asr_set(test) if attack else None
+        recipe = resolve_recipe(profile, device, seed, attack)
+        std = _standard_cache(_workdir(out, attack_name, r, t, seed, reserve, recorded), poisoned, profile, recipe,
+                              progress)
+        std.seconds  # train it now, so no defense's wall time includes it by accident
+        for d in todo:
+            name, variant = variants[d]
+            wants_reserve = getattr(DEFENSES.get(name), "requires_clean_reserve", False)
+            extra = {"on_round": RoundEvaluator(test, attack, asr_set)} if attack else {}
+            ctx = make_context(poisoned.public(), profile, recipe, workdir=std.work / name, progress=progress,
+                               clean_reserve=clean_reserve if wants_reserve else None,
+                               standard_model=std.model, extra=extra)
+            log.info("cell %s × %s (target %s, rate %s, seed %d)", attack_entry, d, t, r, seed)
+            settings = {**(defense_settings or {}).get(name, {}), **variant}
+            result, seconds = run_defense(name, settings, ctx, poisoned)
+            if name == "none" or result.info.get("reused_standard_training"):
+                seconds += std.seconds  # the shared standard training is part of this defense's cost
+            ev = evaluate_defense(result, poisoned.data, test, attack, poisoned if attack else None, asr_set)
+            cell = {"profile": profile.name, "dataset": dataset, "model": profile.model, "attack": attack_entry,
+                    "poison_rate": r, "target": t, "defense": d, "attack_settings": recorded or None,
+                    "seed": seed, "reserve": reserve, "role": role, "acc": ev["acc"], "asr": ev["asr"],
+                    "n_test": ev["n_test"], "n_asr": ev["n_asr"],
+                    "recall": ev.get("recall"), "fpr": ev.get("fpr"), "precision": ev.get("precision"),
+                    "auroc": ev.get("auroc"), "n_flagged": ev.get("n_flagged"), "seconds": seconds,
+                    "standard_train_seconds": std.seconds, "n_train": len(poisoned.data),
+                    "clean_reserve": len(clean_reserve) if clean_reserve is not None and wants_reserve else 0,
+                    "history": list(result.history) or None,
+                    "stage_seconds": result.info.get("stage_seconds"), **env}
+            cells.append(cell)
+            write_json(results_path, cells)
+            if on_cell:
+                on_cell(cell)
+    # the ASR floor of every attack cell whose seed's clean row (its standard model) exists
     for seed in seeds:
-        for attack_name in attacks:
-            a_settings = (attack_settings or {}).get(attack_name, {}) if attack_name != "none" else {}
-            recorded = {k: str(v) for k, v in a_settings.items()}  # as results.json keeps them
-            _check_attack_settings(cells, attack_name, recorded, out)
-            attack = None if attack_name == "none" else create_attack(
-                attack_name, rate=rate, target=target, seed=seed, **a_settings)
-            todo = [d for d in defenses
-                    if (dataset, profile.model, attack_name, rate if attack else 0.0, d, seed, reserve) not in done]
-            if not todo:
-                continue
-            poisoned = attack.poison(train) if attack else _clean_poisoned(train)
-            asr_set = attack.make_asr_set(test) if attack else None
-            recipe = resolve_recipe(profile, device, seed, attack)
-            work = out / "work" / f"{attack_name}-r{rate}-s{seed}-res{reserve}{_settings_tag(recorded)}"
-            std = _standard_cache(work, poisoned, profile, recipe, progress)
-            std.seconds  # train it now, so no defense's wall time includes it by accident
-            for d in todo:
-                name, variant = variants[d]
-                wants_reserve = getattr(DEFENSES.get(name), "requires_clean_reserve", False)
-                extra = {"on_round": RoundEvaluator(test, attack, asr_set)} if attack else {}
-                ctx = make_context(poisoned.public(), profile, recipe, workdir=work / name, progress=progress,
-                                   clean_reserve=clean_reserve if wants_reserve else None,
-                                   standard_model=std.model, extra=extra)
-                log.info("cell %s × %s (seed %d)", attack_name, d, seed)
-                settings = {**(defense_settings or {}).get(name, {}), **variant}
-                result, seconds = run_defense(name, settings, ctx, poisoned)
-                if name == "none" or result.info.get("reused_standard_training"):
-                    seconds += std.seconds  # the shared standard training is part of this defense's cost
-                ev = evaluate_defense(result, poisoned.data, test, attack, poisoned if attack else None, asr_set)
-                cell = {"profile": profile.name, "dataset": dataset, "model": profile.model, "attack": attack_name,
-                        "poison_rate": rate if attack else 0.0, "target": target if attack else None, "defense": d,
-                        "attack_settings": recorded or None,
-                        "seed": seed, "reserve": reserve, "acc": ev["acc"], "asr": ev["asr"], "n_test": ev["n_test"],
-                        "n_asr": ev["n_asr"],
-                        "recall": ev.get("recall"), "fpr": ev.get("fpr"), "precision": ev.get("precision"),
-                        "auroc": ev.get("auroc"), "n_flagged": ev.get("n_flagged"), "seconds": seconds,
-                        "standard_train_seconds": std.seconds, "n_train": len(poisoned.data),
-                        "clean_reserve": len(clean_reserve) if clean_reserve is not None and wants_reserve else 0,
-                        "history": list(result.history) or None,
-                        "stage_seconds": result.info.get("stage_seconds"), **env}
-                cells.append(cell)
-                write_json(results_path, cells)
-                if on_cell:
-                    on_cell(cell)
-        # the ASR floor of this seed's attack cells, once the clean row's standard model exists
-        clean_meta = out / "work" / f"none-r{rate}-s{seed}-res{reserve}" / "standard.json"  # written last
-        same = dict(dataset=dataset, model=profile.model, poison_rate=rate, target=target, seed=seed, reserve=reserve)
-        lacking = [c for c in cells if c.get("attack") not in (None, "none") and "clean_model_asr" not in c
-                   and all(c.get(k) == v for k, v in same.items())]
-        if lacking and clean_meta.is_file():
-            clean = _standard_cache(clean_meta.parent, _clean_poisoned(train), profile,
+        clean_work = _workdir(out, "none", 0.0, None, seed, reserve, {})
+        lacking = [c for c in cells if c.get("attack") not in (None, "none") and c.get("clean_model_asr") is None
+                   and c.get("seed") == seed and c.get("dataset") == dataset and c.get("model") == profile.model
+                   and c.get("reserve") == reserve]
+        if lacking and (clean_work / "standard.json").is_file():  # written last
+            clean = _standard_cache(clean_work, _clean_poisoned(train), profile,
                                     resolve_recipe(profile, device, seed, None), progress).model()
-            _set_asr_floor(lacking, clean, test, lambda a: create_attack(
-                a, rate=rate, target=target, seed=seed, **(attack_settings or {}).get(a, {})))
+            _set_asr_floor(lacking, clean, test, lambda c: create_attack(
+                parse_entry(c["attack"])[0], rate=c["poison_rate"], target=c["target"], seed=seed,
+                **(c.get("attack_settings") or {})))
             write_json(results_path, cells)
     return cells
+
+
+def _workdir(out: Path, attack: str, rate: float, target: int | None, seed: int, reserve: float,
+             settings: dict[str, str]) -> Path:
+    """One work folder per poisoned training set: its standard model and every defense's stages."""
+    t = "" if target is None else f"-t{target}"
+    return out / "work" / f"{attack}{t}-r{rate}-s{seed}-res{reserve}{_settings_tag(settings)}"
 
 
 def _set_asr_floor(cells: list[dict], clean_model: torch.nn.Module, test, make_attack) -> None:
@@ -155,12 +174,13 @@ def _set_asr_floor(cells: list[dict], clean_model: torch.nn.Module, test, make_a
     model trained on the same set **without poison**. A model that never saw a poison still classifies some
     triggered images as the target (on CIFAR-10 ``quick``, 5.2% for the PhysicalBA logo), so a defense's
     ASR is judged against this floor. Inference only."""
-    floors: dict[str, float] = {}
+    floors: dict[tuple, float] = {}
     for c in cells:
-        if c["attack"] not in floors:
-            attack = make_attack(c["attack"])
-            floors[c["attack"]] = attack_success_rate(clean_model, attack.make_asr_set(test), attack.target)
-        c["clean_model_asr"] = floors[c["attack"]]
+        key = (c["attack"], c["target"])
+        if key not in floors:
+            attack = make_attack(c)
+            floors[key] = attack_success_rate(clean_model, attack.make_asr_set(test), attack.target)
+        c["clean_model_asr"] = floors[key]
 
 
 class _standard_cache:

@@ -22,12 +22,17 @@ def add_arguments(p) -> None:
                    help="grid (default): --attacks × --defenses; train: clean training only; attacks: every attack, no defense")
     p.add_argument("--profile", default="quick", help="smoke (no data needed), quick, cpu or paper")
     p.add_argument("--data", help="dataset spec (smoke: synthetic by default)")
-    p.add_argument("--attacks", default=None, help=f"comma-separated attacks or none (default: {ALL_ATTACKS})")
+    p.add_argument("--attacks", default=None, help=f"comma-separated attacks or none (default: {ALL_ATTACKS}); NAME[key=value;...] is a "
+                   "variant row, e.g. blend[trigger=photo.png;alpha=0.15] (trigger files as a grid axis)")
     p.add_argument("--defenses", default="none,advrbd",
                    help="comma-separated defenses (default none,advrbd); NAME[key=value;...] adds a variant column, "
                    "e.g. advrbd[null_quantile=0.5]")
-    p.add_argument("--rate", type=float, default=0.05, help="poison rate, fraction of the training set")
-    p.add_argument("--target", type=int, default=1, help="target class")
+    p.add_argument("--rates", "--rate", dest="rates", default="0.05",
+                   help="comma-separated poison rates, fractions of the training set (grid axis; default 0.05)")
+    p.add_argument("--targets", "--target", dest="targets", default="1",
+                   help="comma-separated target classes (grid axis; default 1)")
+    p.add_argument("--role", choices=("tuning", "validation"),
+                   help="record whether these cells were used to choose settings (tuning) or not (validation)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--reserve", type=float, default=0.05, help="clean reserve fraction for defenses that need one")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
@@ -53,9 +58,21 @@ def _per_name(overrides: dict[str, str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _numbers(text: str, kind, flag: str) -> list:
+    from ..errors import ConfigError
+
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} expects comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{flag} is empty")
+    return values
+
+
 def run(args) -> int:
     from ..attacks import ATTACKS
-    from ..bench import run_grid
+    from ..bench import parse_entry, run_grid
 
     profile = get_profile(args.profile)
     if args.what == "train":
@@ -63,15 +80,12 @@ def run(args) -> int:
     else:
         attacks = (args.attacks or ALL_ATTACKS).split(",")
         defenses = ["none"] if args.what == "attacks" else args.defenses.split(",")
-    for a in attacks:
-        if a != "none":
-            ATTACKS.get(a)
     per = _per_name(parse_overrides(args.set))
     if args.triggers:
         from ..attacks.triggers import paper_trigger_settings
 
         for a, files in paper_trigger_settings(args.triggers).items():
-            if a in attacks:
+            if a in {parse_entry(e)[0] for e in attacks}:
                 per[a] = {**files, **per.get(a, {})}
     out = out_dir(args.out)
     quiet = args.quiet or args.json
@@ -85,12 +99,14 @@ def run(args) -> int:
         write_results_md(so_far, out / "results.md")
         if not quiet:
             asr = f"{c['asr']:6.2f}" if c["asr"] is not None else "     -"
-            print(f"{c['attack']:>15} × {c['defense']:<12} ACC {c['acc']:6.2f}  ASR {asr}  {c['seconds']:7.1f} s",
-                  flush=True)
+            where = "" if c["target"] is None else f" (target {c['target']}, rate {c['poison_rate']:g})"
+            print(f"{c['attack']:>15}{where} × {c['defense']:<12} ACC {c['acc']:6.2f}  ASR {asr}  "
+                  f"{c['seconds']:7.1f} s", flush=True)
 
-    cells = run_grid(profile, args.data, attacks, defenses, out, rate=args.rate, target=args.target,
-                     seeds=[int(s) for s in args.seeds.split(",")], device=args.device, reserve=args.reserve,
-                     attack_settings={k: v for k, v in per.items() if k in ATTACKS},
+    cells = run_grid(profile, args.data, attacks, defenses, out, rate=_numbers(args.rates, float, "--rates"),
+                     target=_numbers(args.targets, int, "--targets"),
+                     seeds=_numbers(args.seeds, int, "--seeds"), device=args.device, reserve=args.reserve,
+                     attack_settings={k: v for k, v in per.items() if k in ATTACKS}, role=args.role,
                      defense_settings={k: v for k, v in per.items() if k not in ATTACKS},
                      progress=progress_on(args), on_cell=on_cell)
     report = write_outputs(out, cells)

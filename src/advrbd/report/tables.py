@@ -97,11 +97,18 @@ def _rate(r: Any) -> str:
 
 
 def group_cells(cells: Sequence[dict]) -> list[tuple[str, list[dict]]]:
-    """Split cells by (dataset, model, poison_rate) — one Table II block each — with a label."""
+    """Split cells by (dataset, model, poison_rate, target) — one Table II block each — with a label. The
+    clean row (no attack) joins every block of its dataset and model."""
     groups: dict[tuple, list[dict]] = {}
+    clean = [c for c in cells if c.get("attack") in NO_ATTACK]
     for c in cells:
-        groups.setdefault((c.get("dataset"), c.get("model"), c.get("poison_rate")), []).append(c)
-    return [(f"{d} · {m} · poison rate {_rate(r)}", cs) for (d, m, r), cs in groups.items()]
+        if c.get("attack") not in NO_ATTACK:
+            groups.setdefault((c.get("dataset"), c.get("model"), c.get("poison_rate"), c.get("target")), []).append(c)
+    if not groups:
+        return [(f"{c.get('dataset')} · {c.get('model')} · no poison", clean)] if clean else []
+    return [(f"{d} · {m} · poison rate {_rate(r)}" + (f" · target {t}" if t is not None else ""),
+             cs + [c for c in clean if (c.get("dataset"), c.get("model")) == (d, m)])
+            for (d, m, r, t), cs in groups.items()]
 
 
 def _select(cells: Sequence[dict], attack: Any, defense: Any) -> list[dict]:
@@ -174,6 +181,32 @@ def detection_table(cells: Sequence[dict]) -> Table | None:
     return Table(lead + ["attack", "defense", "recall %", "FPR %", "precision %", "AUROC", "flagged"], rows,
                  "Poisoned-sample detection vs ground truth (recall on poisoned, FPR on clean samples; "
                  "means over seeds).")
+
+
+def cell_table(cells: Sequence[dict]) -> Table | None:
+    """One row per (attack, target, rate, seed) and defense other than none: its ACC / ASR beside no
+    defense's, the clean-model ASR floor, detection, seconds and the ratio to one standard training, and
+    whether the cell was used to choose settings (``role``: tuning or validation)."""
+    def key(c: dict) -> tuple:
+        return (c.get("dataset"), c.get("model"), c.get("attack"), c.get("poison_rate"), c.get("target"), c.get("seed"))
+
+    base = {key(c): c for c in cells if c.get("defense") == "none"}
+    rows = []
+    for c in cells:
+        if c.get("defense") == "none":
+            continue
+        b = base.get(key(c), {})
+        s, t = _num(c.get("seconds")), _num(c.get("standard_train_seconds"))
+        rows.append([str(c.get("attack")), fmt(c.get("target")), _rate(c.get("poison_rate")), fmt(c.get("seed")),
+                     str(c.get("defense")), fmt(b.get("acc")), fmt(b.get("asr")), fmt(c.get("acc")), fmt(c.get("asr")),
+                     fmt(c.get("clean_model_asr")), fmt(c.get("recall")), fmt(c.get("fpr")), fmt(c.get("n_flagged")),
+                     fmt(s, 0), fmt(s / t if s is not None and t else None) + "×", str(c.get("role") or DASH)])
+    if not rows:
+        return None
+    return Table(["attack", "target", "rate", "seed", "defense", "none ACC", "none ASR", "ACC", "ASR", "floor",
+                  "recall %", "FPR %", "flagged", "s", "× std", "role"], rows,
+                 "One row per cell. floor: the trigger's ASR on the model trained without poison. role: tuning = "
+                 "used to choose settings, validation = not.")
 
 
 def seconds_table(cells: Sequence[dict]) -> Table:
@@ -249,6 +282,9 @@ def results_markdown(cells: Sequence[dict]) -> str:
     det = detection_table(cells)
     out += ["## Detection", "", to_markdown(det) if det else "No defense in these cells flags samples.\n"]
     out += ["## Cost", "", to_markdown(seconds_table(cells))]
+    per_cell = cell_table(cells)
+    if per_cell:
+        out += ["## Every cell", "", to_markdown(per_cell)]
     return "\n".join(out)
 
 
