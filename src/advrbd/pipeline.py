@@ -186,7 +186,8 @@ def defend(data: Any, defense: str = "advrbd", *, profile: str | Profile | None 
     from .data.convert import as_image_data
 
     train, _ = as_image_data(data)
-    prof = (get_profile(profile) if isinstance(profile, str) else profile) or auto_profile(train, resolve_device(device))
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = prof or auto_profile(train, resolve_device(device))
     rec = resolve_recipe(prof, device, seed, **(recipe or {}))
     ctx = make_context(train, prof, rec, model=model, width=width, workdir=Path(workdir) if workdir else None,
                        progress=progress, defense=defense)

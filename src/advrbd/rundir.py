@@ -41,7 +41,8 @@ def samples_csv(data: ImageData, result: DefenseResult, poisoned: PoisonedDatase
         tl, tp, tc = poisoned.true_labels.tolist(), poisoned.poison_mask.int().tolist(), poisoned.cover_mask.int().tolist()
     order = torch.argsort(scores.nan_to_num(float("-inf")), descending=True, stable=True).tolist()
     for i in order:
-        row = [int(data.index[i]), paths[i], given[i], f"{sc[i]:.6g}", "poisoned" if sus[i] else "clean", rel[i], acts[i]]
+        row = [int(data.index[i]), paths[i], given[i], f"{sc[i]:.6g}", "poisoned" if sus[i] else "clean", rel[i],
+               acts[i]]
         if klv is not None:
             row.append(f"{klv[i]:.6g}")
         if poisoned is not None:

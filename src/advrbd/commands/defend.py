@@ -12,7 +12,8 @@ from ..pipeline import (environment, evaluate_defense, make_context, prepare, re
 from ..autosetup import setup_line
 from ..rundir import write_run
 from ..verdict import run_verdict
-from .common import add_data_args, add_output_flags, add_run_args, emit, out_dir, progress_on, resolve_setup, say, settings_from
+from .common import (add_data_args, add_output_flags, add_run_args, emit, out_dir, progress_on, resolve_setup, say,
+                     settings_from)
 
 HELP = "train a backdoor-robust model on an untrusted dataset with AdvrBD (or another defense)"
 EXAMPLE = """advrbd defend --data imagefolder:poisoned/badnet --out runs/defended
