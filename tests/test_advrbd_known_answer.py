@@ -52,6 +52,16 @@ def test_scores_separate_poison_from_clean(poisoned_run):
     assert result.suspected[pd.poison_mask].float().mean() >= 0.85
 
 
+def test_score_ranks_like_the_verdict(poisoned_run):
+    """Issue 29: every flagged sample scores above every kept one, and the order within the groups carries
+    information: the score's AUROC is at least the verdict's balanced accuracy."""
+    pd, *_, result, _ = poisoned_run
+    s, f, pm = result.scores, result.suspected, pd.poison_mask
+    assert bool(((s > 0) == f).all()) and s[f].min() > s[~f].max()
+    balanced = 0.5 * (f[pm].float().mean() + (~f[~pm]).float().mean()).item()
+    assert auroc(s, pm) >= balanced
+
+
 def test_pipeline_removes_the_backdoor(poisoned_run, digits):
     pd, attack, asr_set, baseline, result, _ = poisoned_run
     ev = evaluate(result.model, digits.test, attack, asr_set)

@@ -13,7 +13,7 @@ from advrbd.errors import BadInputError
 
 EVIL = '<script>alert("x")</script>'
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", EVIL]
-RUN_IDS = ("summary", "scores", "rounds", "detection", "per-class", "gallery", "metrics")
+RUN_IDS = ("verdict", "summary", "scores", "rounds", "detection", "per-class", "gallery", "metrics", "settings")
 BENCH_IDS = ("summary", "results", "detection", "seconds", "chart")
 
 
@@ -107,7 +107,7 @@ def test_full_run_report(tmp_path):
     md = (run / "report.md").read_text()
     for sid in RUN_IDS:
         assert f'id="{sid}"' in html and f'id="{sid}"' in md
-    assert html.count("data:image/png;base64,") == 8  # 2 histograms, rounds, roc, pr, per-class, 2 galleries
+    assert html.count("data:image/png;base64,") == 9  # top gallery, 2 histograms, rounds, roc, pr, per-class, 2 galleries
     assert "<script" not in html and "&lt;script&gt;" in html and "&lt;b&gt;bad&lt;/b&gt;" in html
     assert "Not available" not in html
     assert "airplane" in html and "(target)" in html and 'class="hl"' in html
@@ -277,5 +277,49 @@ def test_lead_run_writer_format(tmp_path):
                "history": list(result.history)}
     write_run(tmp_path, data, result, summary, ev, pd)
     html = write_report(tmp_path).read_text()
-    assert "a&lt;b" in html and html.count("data:image/png;base64,") == 8
+    assert "a&lt;b" in html and html.count("data:image/png;base64,") == 9
     assert "could not" not in html and "(target)" in html
+
+
+def test_first_section_states_the_verdict(tmp_path):
+    """Issue 29: the report opens on the verdict in words (backdoor suspected, target class and evidence,
+    number flagged, final accuracy against no defense) and the most suspicious images with known poisons
+    marked; settings come last."""
+    import re
+
+    import torch
+
+    from advrbd.report import write_report
+    from advrbd.rundir import write_run
+    from advrbd.types import DefenseResult, ImageData, PoisonedDataset
+    from advrbd.verdict import run_verdict
+
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    labels = torch.randint(0, 4, (n,), generator=g)
+    poison = torch.zeros(n, dtype=torch.bool)
+    poison[:20] = True
+    labels[poison] = 1
+    data = ImageData(torch.randint(0, 256, (n, 8, 8, 3), dtype=torch.uint8, generator=g), labels,
+                     ("cat", "dog", "ship", "frog"))
+    flagged = poison.clone()
+    flagged[25] = True  # one false positive in another class
+    scores = torch.where(flagged, torch.rand(n, generator=g), torch.rand(n, generator=g) - 1)
+    result = DefenseResult(None, scores, flagged, labels, 0.0, (), {"settings": {"rounds": 3}})
+    ev = {"acc": 91.5, "asr": 0.4, "n_test": 1000, "n_asr": 900, "no_defense": {"acc": 92.0, "asr": 99.0}}
+    verdict = run_verdict(data, result, ev)
+    assert verdict["backdoor_suspected"] and verdict["target_class"] == 1
+    summary = {"kind": "defend", "data": "x", "defense": "advrbd", "classes": list(data.classes),
+               "counts": {"n_train": n, "n_flagged": 21, "n_classes": 4}, "settings": {"rounds": 3},
+               "verdict": verdict}
+    write_run(tmp_path, data, result, summary, ev, PoisonedDataset(data, labels, poison, ~poison & False, "badnet"))
+    html = write_report(tmp_path).read_text()
+    sections = re.findall(r'<section id="([^"]+)">', html)
+    assert sections[0] == "verdict" and sections[-1] == "settings"
+    first = html[html.index('<section id="verdict">'):html.index("</section>")]
+    assert "Backdoor suspected, targeting class &#x27;dog&#x27; (label 1)" in first
+    assert "21 of 200 training samples (10.5%) flagged" in first and "91.50% test accuracy" in first
+    assert "against 92.00% without defense" in first and "known poisons (marked POISON" in first
+
+    clean = run_verdict(data, DefenseResult(None, scores, torch.arange(n) % 10 == 0), None)
+    assert not clean["backdoor_suspected"] and clean["sentence"].startswith("No backdoor suspected")

@@ -13,13 +13,14 @@ import sys
 from .errors import BadInputError
 
 # Each command module defines HELP (one line), EXAMPLE, add_arguments(parser) and run(args) -> int.
-COMMANDS = ("train", "evaluate", "poison", "defend", "bench", "demo", "report", "list")
+COMMANDS = ("train", "evaluate", "poison", "defend", "audit", "bench", "demo", "report", "list")
 
 EPILOG = """examples:
   advrbd demo                                   # poison bundled digits, defend, write demo-run/report.html
   advrbd train --data imagefolder:/data/cifar10 --profile cpu --out runs/clean
   advrbd poison --data cifar10:/data/cifar-10-batches-py --attack badnet --out poisoned/badnet
-  advrbd defend --data imagefolder:poisoned/badnet --profile quick --out runs/defended
+  advrbd defend --data imagefolder:poisoned/badnet --out runs/defended   # every sample, model chosen from the data
+  advrbd audit --data imagefolder:mydata --out runs/audit --export cleaned   # flag only, export the kept samples
   advrbd evaluate --run runs/defended --attack-from poisoned/badnet
   advrbd bench --profile smoke --out bench/smoke
 
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         mod.add_arguments(p)
+        # -v also after the subcommand; SUPPRESS keeps a -v given before it
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -59,10 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet = getattr(args, "quiet", False)
+    # no terminal, so no progress bars: every stage and every few epochs log one line (INFO) instead
+    lines = not args.verbose and not quiet and not getattr(args, "json", False) and not sys.stderr.isatty()
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else (logging.ERROR if getattr(args, "quiet", False) else logging.WARNING),
-        format="%(levelname)s %(name)s: %(message)s",
+        level=logging.DEBUG if args.verbose else (logging.ERROR if quiet else logging.WARNING),
+        format="advrbd %(asctime)s %(levelname)s %(message)s" if lines else "%(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
     )
+    logging.getLogger("advrbd").setLevel(logging.INFO if lines else logging.NOTSET)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

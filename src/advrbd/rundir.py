@@ -12,18 +12,20 @@ import numpy as np
 import torch
 
 from .io import atomic_write_bytes, atomic_write_text, save_state_dict, write_json
+from .api import actions
 from .types import DefenseResult, ImageData, PoisonedDataset
 
 
 def samples_csv(data: ImageData, result: DefenseResult, poisoned: PoisonedDataset | None = None) -> str:
-    """One row per training sample: index, path, given label, score, verdict, suggested label
-    (+ true_label, true_poison, true_cover when ground truth is known, for evaluation only)."""
+    """One row per training sample, most suspicious first: index, path, given label, score, verdict,
+    suggested label, action (keep / drop / relabel) (+ true_label, true_poison, true_cover when ground truth
+    is known, for evaluation only)."""
     n = len(data)
     scores = result.scores if result.scores is not None else torch.full((n,), float("nan"))
     suspected = result.suspected if result.suspected is not None else torch.zeros(n, dtype=torch.bool)
     relabels = result.relabels if result.relabels is not None else data.labels
     kl = result.info.get("consistency_scores")
-    cols = ["index", "path", "given_label", "score", "verdict", "suggested_label"]
+    cols = ["index", "path", "given_label", "score", "verdict", "suggested_label", "action"]
     if kl is not None:
         cols.append("consistency_kl")
     if poisoned is not None:
@@ -33,11 +35,14 @@ def samples_csv(data: ImageData, result: DefenseResult, poisoned: PoisonedDatase
     w.writerow(cols)
     paths = data.paths or ("",) * n
     given, sc, sus, rel = data.labels.tolist(), scores.tolist(), suspected.tolist(), relabels.tolist()
+    acts = actions(suspected, data.labels, relabels)
     klv = kl.tolist() if kl is not None else None
     if poisoned is not None:
         tl, tp, tc = poisoned.true_labels.tolist(), poisoned.poison_mask.int().tolist(), poisoned.cover_mask.int().tolist()
-    for i in range(n):
-        row = [int(data.index[i]), paths[i], given[i], f"{sc[i]:.6g}", "poisoned" if sus[i] else "clean", rel[i]]
+    order = torch.argsort(scores.nan_to_num(float("-inf")), descending=True, stable=True).tolist()
+    for i in order:
+        row = [int(data.index[i]), paths[i], given[i], f"{sc[i]:.6g}", "poisoned" if sus[i] else "clean", rel[i],
+               acts[i]]
         if klv is not None:
             row.append(f"{klv[i]:.6g}")
         if poisoned is not None:
@@ -46,8 +51,10 @@ def samples_csv(data: ImageData, result: DefenseResult, poisoned: PoisonedDatase
     return buf.getvalue()
 
 
-def suspicious_npz(data: ImageData, result: DefenseResult, k: int = 16) -> bytes | None:
-    """The k most and least suspicious training images with labels and scores."""
+def suspicious_npz(data: ImageData, result: DefenseResult, k: int = 16,
+                   poisoned: PoisonedDataset | None = None) -> bytes | None:
+    """The k most and least suspicious training images with labels and scores (and, with ground truth,
+    whether each is a known poison)."""
     if result.scores is None:
         return None
     order = torch.argsort(result.scores, descending=True, stable=True)
@@ -59,6 +66,8 @@ def suspicious_npz(data: ImageData, result: DefenseResult, k: int = 16) -> bytes
         arrays[f"{name}_given"] = data.labels[idx].numpy()
         arrays[f"{name}_suggested"] = rel[idx].numpy()
         arrays[f"{name}_score"] = result.scores[idx].float().numpy()
+        if poisoned is not None:
+            arrays[f"{name}_poison"] = poisoned.poison_mask[idx].numpy()
     buf = _io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
@@ -70,7 +79,7 @@ def write_run(out: Path, data: ImageData, result: DefenseResult, summary: dict[s
     if result.model is not None:
         save_state_dict(out / "model.safetensors", result.model.state_dict())
     atomic_write_text(out / "samples.csv", samples_csv(data, result, poisoned))
-    blob = suspicious_npz(data, result)
+    blob = suspicious_npz(data, result, poisoned=poisoned)
     if blob is not None:
         atomic_write_bytes(out / "suspicious.npz", blob)
     write_json(out / "summary.json", summary)

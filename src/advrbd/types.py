@@ -31,8 +31,17 @@ class ImageData:
     index: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise BadInputError(f"images must be uint8 N×H×W×C, got {self.images.dtype} {tuple(self.images.shape)}")
+        for name in ("images", "labels"):  # numpy arrays are welcome: shared memory, no copy
+            v = getattr(self, name)
+            if not isinstance(v, torch.Tensor) and hasattr(v, "__array__"):
+                import numpy as np
+
+                object.__setattr__(self, name, torch.from_numpy(np.ascontiguousarray(v)))
+        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            got = (f"{self.images.dtype} tensor of shape {tuple(self.images.shape)}"
+                   if isinstance(self.images, torch.Tensor) else type(self.images).__name__)
+            raise BadInputError(f"ImageData images must be a uint8 tensor N×H×W×C, got a {got}; for float or "
+                                f"N×C×H×W input use advrbd.as_image_data(images, labels)")
         n = self.images.shape[0]
         if self.labels.shape != (n,):
             raise BadInputError(f"labels must have shape ({n},), got {tuple(self.labels.shape)}")

@@ -22,8 +22,17 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument("--download", action="store_true", help="download CIFAR-10/100 if absent (needs network)")
 
 
-def add_run_args(p: argparse.ArgumentParser, profiles: str = "smoke,quick,cpu,paper") -> None:
-    p.add_argument("--profile", default="quick", help=f"benchmark profile ({profiles}); default quick")
+def add_run_args(p: argparse.ArgumentParser, profiles: str = "smoke,quick,cpu,paper",
+                 default_profile: str | None = "quick") -> None:
+    if default_profile is None:  # a user's data: every sample, model and recipe chosen from the data
+        p.add_argument("--profile", default=None,
+                       help=f"benchmark profile ({profiles}) instead of the model and recipe chosen from the data "
+                            "and device; a profile's training subset applies only with --subset")
+        p.add_argument("--subset", type=int, default=None, metavar="N",
+                       help="train on a stratified subset of N samples (default: every sample)")
+    else:
+        p.add_argument("--profile", default=default_profile, help=f"benchmark profile ({profiles}); default "
+                                                                  f"{default_profile}")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0, help="seed of every random step")
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings")
@@ -58,7 +67,32 @@ def emit(args: argparse.Namespace, text: str, obj: Any) -> None:
 
 
 def progress_on(args: argparse.Namespace) -> bool:
-    return not getattr(args, "quiet", False) and not getattr(args, "json", False) and sys.stderr.isatty()
+    """Progress wanted: bars on a terminal, one log line per stage and every few epochs elsewhere."""
+    return not getattr(args, "quiet", False) and not getattr(args, "json", False)
+
+
+def say(args: argparse.Namespace, line: str) -> None:
+    """One line to stderr now (the run's set-up, before a long run), unless --quiet."""
+    if not getattr(args, "quiet", False):
+        print(line, file=sys.stderr, flush=True)
+
+
+def resolve_setup(args: argparse.Namespace, values: dict | None = None):
+    """(profile, prepared data) for train/defend/audit: a named profile when --profile is given, else the
+    model and recipe chosen from the data and the device (every sample unless --subset N)."""
+    from ..autosetup import auto_profile
+    from ..pipeline import prepare
+    from ..profiles import get_profile
+    from ..train.infer import resolve_device
+
+    named = get_profile(args.profile) if args.profile else None
+    subset = getattr(args, "subset", None)
+    if subset is not None and subset < 1:
+        raise BadInputError(f"--subset must be a positive number of samples, got {subset}")
+    prep = prepare(args.data, named, resize=args.resize, skip_bad=args.skip_bad, download=args.download,
+                   seed=args.seed, subset=subset)
+    profile = named or auto_profile(prep.splits.train, resolve_device(args.device))
+    return profile, prep
 
 
 def out_dir(path: str, overwrite: bool = False, resumable: bool = True) -> Path:

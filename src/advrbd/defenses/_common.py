@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadInputError, ConfigError
+from ..models.adapter import last_linear, penultimate
 from ..train.infer import batched_apply, predict_logits
 from ..types import ImageData
 
@@ -48,22 +49,21 @@ def clone_model(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def require_classifier(model: torch.nn.Module, who: str) -> None:
-    """The defense needs the :class:`advrbd.models.Classifier` contract (``features(x)`` and a linear ``head``)."""
-    if not (callable(getattr(model, "features", None)) and isinstance(getattr(model, "head", None), torch.nn.Linear)):
-        raise BadInputError(
-            f"{who} needs a model with features(x) -> N×D and a linear head (advrbd.models.Classifier); "
-            f"got {type(model).__name__}"
-        )
+    """The defense needs penultimate activations and a final linear layer (``models.adapter``): a model
+    with ``features(x)`` and a linear ``head``, or any model whose last ``nn.Linear`` maps them to logits."""
+    if last_linear(model) is None:
+        raise BadInputError(f"{who} needs a model that ends in an nn.Linear layer; got {type(model).__name__}")
 
 
 @torch.no_grad()
 def features(model: torch.nn.Module, data: ImageData | torch.Tensor, batch_size: int = 512,
              precision: str = "auto") -> torch.Tensor:
-    """Penultimate features ``model.features(x)`` (float32, CPU, ``N×D``) in eval mode.
+    """Penultimate features (float32, CPU, ``N×D``) in eval mode: ``model.features(x)``, or the input of the
+    model's last ``nn.Linear`` for any other model (``models.adapter.penultimate``).
 
     data: ``ImageData`` (uint8) or float ``[0,1]`` NCHW tensor.
     """
-    return batched_apply(model, data, lambda x: model.features(x).flatten(1), batch_size, precision)
+    return batched_apply(model, data, lambda x: penultimate(model, x), batch_size, precision)
 
 
 def per_sample_loss(model: torch.nn.Module, data: ImageData, labels: torch.Tensor | None = None,

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..models.adapter import last_linear
 from ..train.loop import fit
 from ..types import DefenseResult
 from ._common import check_range, clone_model, features, require_classifier, stage_checkpoint
@@ -40,8 +41,9 @@ def prune_order(model: torch.nn.Module, reserve, precision: str = "auto") -> tup
 
 def reserve_accuracy(model: torch.nn.Module, feats: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor) -> float:
     """Reserve accuracy (percent) with only the channels where ``keep`` is True, computed from cached features."""
-    w = model.head.weight.detach().float().cpu() * keep[None, :].float()
-    b = model.head.bias.detach().float().cpu() if model.head.bias is not None else 0.0
+    head = last_linear(model)
+    w = head.weight.detach().float().cpu() * keep[None, :].float()
+    b = head.bias.detach().float().cpu() if head.bias is not None else 0.0
     return 100.0 * ((feats @ w.T + b).argmax(1) == labels).float().mean().item()
 
 
@@ -92,14 +94,15 @@ class FinePruning(Defense):
             keep, n_pruned = trial, n_pruned + 1
             history.append({"pruned": n_pruned, "channel": c, "reserve_acc": acc})
         pruned_acc = reserve_accuracy(model, feats, reserve.labels, keep)
-        mask = keep.to(model.head.weight.device, model.head.weight.dtype)
+        head = last_linear(model)
+        mask = keep.to(head.weight.device, head.weight.dtype)
         with torch.no_grad():
-            model.head.weight.mul_(mask[None, :])
+            head.weight.mul_(mask[None, :])
         seconds_prune = time.perf_counter() - t0
         ft_seconds = 0.0
         if self.epochs_factor > 0:
             # zero gradient on pruned columns: with zero weights, SGD's weight decay and momentum keep them at 0
-            handle = model.head.weight.register_hook(lambda g: g * mask[None, :].to(g.device, g.dtype))
+            handle = head.weight.register_hook(lambda g: g * mask[None, :].to(g.device, g.dtype))
             try:
                 cfg = reserve_recipe(ctx, self.epochs_factor, self.lr, self.batch_size)
                 ft_seconds = fit(model, reserve, cfg, checkpoint=stage_checkpoint(ctx, self, "finetune"),

@@ -11,7 +11,8 @@ from ..io import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-KNOWN_FIGURES = ("scores", "consistency", "rounds", "roc", "pr", "per_class", "gallery_most", "gallery_least",
+KNOWN_FIGURES = ("gallery_top",
+                 "scores", "consistency", "rounds", "roc", "pr", "per_class", "gallery_most", "gallery_least",
                  "bench_acc_asr")
 
 

@@ -198,7 +198,7 @@ def per_class_plot(names: Sequence[str], n_flagged, n_poison=None, n_false=None,
 
 
 def gallery_plot(images: np.ndarray, captions: Sequence[str], title: str, ncols: int = 8,
-                 ylabel: str = "samples, row by row in score order") -> Figure:
+                 ylabel: str = "samples, row by row in score order", marks: np.ndarray | None = None) -> Figure:
     """Grid of uint8 ``k×H×W×C`` images with a short caption (e.g. ``#12 s=3.1`` / ``cat → dog``) above each.
     Drawn as one mosaic in a single axes: a subplot per image makes the layout engine ~10× slower."""
     imgs = np.asarray(images)
@@ -217,6 +217,10 @@ def gallery_plot(images: np.ndarray, captions: Sequence[str], title: str, ncols:
         y0, x0 = r * th + head, q * tw + gap // 2
         tile = imgs[i][..., :3] if imgs.shape[-1] >= 3 else np.repeat(imgs[i][..., :1], 3, axis=-1)
         mosaic[y0:y0 + h, x0:x0 + w] = tile
+        if marks is not None and i < len(marks) and marks[i]:  # a red frame around known poisons
+            b = max(1, gap // 4)
+            mosaic[y0 - b:y0, x0 - b:x0 + w + b] = mosaic[y0 + h:y0 + h + b, x0 - b:x0 + w + b] = (200, 30, 30)
+            mosaic[y0:y0 + h, x0 - b:x0] = mosaic[y0:y0 + h, x0 + w:x0 + w + b] = (200, 30, 30)
         ax.text(x0 + w / 2, y0 - 0.5, captions[i] if i < len(captions) else "", ha="center", va="bottom",
                 fontsize=7, linespacing=1.15)
     ax.imshow(mosaic, interpolation="nearest")

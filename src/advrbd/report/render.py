@@ -14,7 +14,8 @@ from .tables import Table, is_numeric, md_escape, to_markdown
 
 @dataclass
 class Para:
-    """Plain text. kind: ``p`` normal, ``note`` highlighted remark, ``na`` "not available"."""
+    """Plain text. kind: ``p`` normal, ``note`` highlighted remark, ``na`` "not available", ``verdict`` the
+    report's opening sentence."""
 
     text: str
     kind: str = "p"
@@ -84,6 +85,7 @@ tr:last-child td { border-bottom:none; }
 .caption, figcaption { color:var(--muted); font-size:13px; margin:2px 0 8px; }
 p.note { background:var(--hl); border-left:4px solid #e0a800; padding:6px 10px; }
 p.na { color:var(--muted); font-style:italic; }
+p.verdict { font-size:19px; line-height:1.45; font-weight:600; margin:10px 0 6px; }
 figure { margin:12px 0; }
 figure img { max-width:100%; height:auto; border:1px solid var(--line); border-radius:4px; background:#fff; }
 .row { display:flex; flex-wrap:wrap; gap:16px; }

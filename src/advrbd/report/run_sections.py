@@ -13,6 +13,7 @@ from .detection import compute_detection, per_class_rows, target_class
 from .load import RunData
 from .render import Fig, Para, Row, Section, not_available
 from .tables import DASH, Table, fmt
+from .verdict_section import settings_section, verdict_section
 
 
 def _s(v: Any) -> str:
@@ -25,16 +26,6 @@ def _duration(sec: Any) -> str:
     except (TypeError, ValueError):
         return DASH
     return f"{v:.1f} s" + (f" ({v / 60:.1f} min)" if v >= 120 else "")
-
-
-def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if not isinstance(d, dict):
-        return [(prefix, d)]
-    out: list[tuple[str, Any]] = []
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        out += _flatten(v, key) if isinstance(v, dict) and v else [(key, v)]
-    return out
 
 
 def summary_section(run: RunData) -> Section:
@@ -54,12 +45,6 @@ def summary_section(run: RunData) -> Section:
         rows.append(["ACC / ASR of the final model", f"{fmt(ev.get('acc'))} % / {fmt(ev.get('asr'))} %"])
         rows.append(["detection recall / FPR", f"{fmt(ev.get('recall'))} % / {fmt(ev.get('fpr'))} %"])
     blocks: list = [Table(["item", "value"], rows)]
-    settings = _flatten(s.get("settings")) if isinstance(s.get("settings"), dict) else []
-    blocks.append(Table(["setting", "value"], [[k, _s(v)] for k, v in settings], "Every setting used (summary.json).")
-                  if settings else not_available("no settings recorded in summary.json"))
-    recipe = _flatten(s.get("recipe")) if isinstance(s.get("recipe"), dict) else []
-    if recipe:
-        blocks.append(Table(["training recipe", "value"], [[k, _s(v)] for k, v in recipe], "Training recipe."))
     stages = s.get("stage_seconds") if isinstance(s.get("stage_seconds"), dict) else {}
     if stages:
         total = s.get("total_seconds") or sum(v for v in stages.values() if isinstance(v, (int, float))) or None
@@ -206,7 +191,9 @@ def gallery_section(run: RunData) -> Section:
             if imgs is None or not len(imgs):
                 continue
             caps = [_caption(run, z, prefix, i) for i in range(len(imgs))]
-            blocks.append(Fig(f"gallery_{prefix}", plots.gallery_plot(imgs, caps, f"{label} training samples"),
+            marks = z.get(f"{prefix}_poison")
+            blocks.append(Fig(f"gallery_{prefix}", plots.gallery_plot(imgs, caps, f"{label} training samples",
+                                                                      marks=marks),
                               f"{label} training samples: given label → suggested label."))
     if not blocks:
         blocks.append(not_available(run.missing.get("suspicious", "suspicious.npz holds no images")))
@@ -251,5 +238,5 @@ def metrics_section(run: RunData) -> Section:
     return Section("metrics", "Model metrics", blocks)
 
 
-BUILDERS = (summary_section, scores_section, rounds_section, detection_section, per_class_section,
-            gallery_section, metrics_section)
+BUILDERS = (verdict_section, summary_section, scores_section, rounds_section, detection_section, per_class_section,
+            gallery_section, metrics_section, settings_section)

@@ -2,36 +2,17 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 
 import torch
 
 from ..types import ImageData
+from .precision import bf16_is_fast, precision_choice  # noqa: F401  (re-exported)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-@functools.lru_cache(maxsize=None)
-def bf16_is_fast(device_type: str) -> bool:
-    """Whether bf16 autocast speeds this device up, i.e. whether ``precision="auto"`` means bf16.
-
-    CUDA: when the GPU supports bf16. CPU: only with the AVX-512 kernels of oneDNN (AVX-512, AVX512-BF16,
-    AMX), where bf16 + channels_last trains 2–3.5× and infers 3–5× faster than fp32. On an AVX2-only CPU
-    bf16 has no native kernels: measured on a 2-core AMD EPYC (AVX2), fastnet ×½ training at batch 128
-    ran at 33 images/s in bf16 against 533 in fp32 (both channels_last), 16× slower.
-    """
-    if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device_type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
 
 
 def autocast(device: torch.device, precision: str = "auto"):

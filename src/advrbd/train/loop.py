@@ -4,8 +4,8 @@ per-sample weights or loss.
 
 Speed (2 CPU cores, measured): the training set lives on the device as one uint8 NHWC tensor, batches
 are converted and augmented there; bf16 autocast + channels_last together make training 2–3.5× faster
-than fp32 on a CPU with AVX-512 (either alone helps little), so both are on by default there; on an
-AVX2-only CPU bf16 is 16× slower, so "auto" precision runs fp32 there (``infer.bf16_is_fast``).
+than fp32 on a CPU with native bf16 kernels (either alone helps little), so both are on by default there;
+without them bf16 is 2.5–16× slower, so "auto" precision runs fp32 there (``train.precision``).
 """
 from __future__ import annotations
 
@@ -75,6 +75,13 @@ class FitResult:
     epochs: int
     history: tuple[dict, ...]
     resumed_from: int = 0
+
+
+def stderr_is_terminal() -> bool:
+    """Progress bars only on a terminal; elsewhere (a script, a scheduler, a log file) log lines instead."""
+    import sys
+
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
@@ -177,8 +184,10 @@ def fit(
         else:
             log.warning("ignoring checkpoint %s: it belongs to other settings", ckpt)
     title = progress if isinstance(progress, str) else "train"
-    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=title, disable=not progress,
+    terminal = stderr_is_terminal()
+    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=title, disable=not progress or not terminal,
                unit="step", leave=False, dynamic_ncols=True)
+    every = max(1, math.ceil(cfg.epochs / 4))  # without a terminal: a log line every quarter of the run
     seen, t0 = 0, time.perf_counter()
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
@@ -222,6 +231,9 @@ def fit(
                "seconds": time.perf_counter() - te}
         history.append(rec)
         bar.set_postfix(loss=f"{rec['loss']:.3f}")
+        if progress and not terminal and ((epoch + 1) % every == 0 or epoch + 1 == cfg.epochs):
+            log.info("%s: epoch %d/%d, loss %.3f, %.0f images/s", title, epoch + 1, cfg.epochs, rec["loss"],
+                     seen / max(1e-9, time.perf_counter() - t0))
         for cb in callbacks:
             cb(epoch + 1, model, rec)
         if ckpt is not None:

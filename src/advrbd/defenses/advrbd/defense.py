@@ -19,6 +19,7 @@ from ..base import DEFENSES, Defense, DefenseContext
 from .enhance import enhance
 from .guard import latent_guard
 from .identify import identify
+from .ranking import verdict_score
 from .retrain import clean_training, relabel, relearn, relearn_indices, relearn_masks
 from .scoring import consistency_scores
 from .settings import LATE_SETTINGS, RELEARN_SETTINGS, AdvrBDSettings
@@ -133,11 +134,16 @@ class AdvrBD(AdvrBDSettings, Defense):
         # Consensus: flagged only when every round's model flags it (the smallest margin is above 0).
         margin = torch.stack([v[1] for v in verdicts]).min(0).values
         class_thresholds = verdicts[-1][2]
-        # guard_flags: the guarded subgroup is flagged too (its score lifted just above the verdict's 0)
+        # guard_flags: the guarded subgroup is flagged too; one score ranks like the verdict (ranking.py)
         guarded = protected & (margin <= 0) if self.guard_flags else torch.zeros_like(protected)
-        margin = torch.where(guarded, torch.full_like(margin, 1e-3), margin)
-        suspected = margin > 0
+        suspected = (margin > 0) | guarded
+        score = verdict_score(margin, suspected, scores0)
         timed("identification", t)
+        if ctx.extra.get("stop_after") == "identification":  # `advrbd audit`: flag only, no model
+            return DefenseResult(model=None, scores=score, suspected=suspected, threshold=0.0, history=tuple(history),
+                                 info={"settings": asdict(self), "stage_seconds": timings, "margin": margin,
+                                       "n_flagged": int(suspected.sum()), "n_guarded": int(protected.sum()),
+                                       "guard_j_star": j_star.tolist(), "consistency_scores": scores0})
 
         t = time.perf_counter()
         saved = clean_store.load("clean")
@@ -180,5 +186,6 @@ class AdvrBD(AdvrBDSettings, Defense):
             "consistency_scores": scores0,
             "clean_pool": pool_c,
         }
-        return DefenseResult(model=clean, scores=margin, suspected=suspected, relabels=labels,
+        info["margin"] = margin
+        return DefenseResult(model=clean, scores=score, suspected=suspected, relabels=labels,
                              threshold=0.0, history=tuple(history), info=info)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from ...train.loop import stderr_is_terminal
+
 from ...adversarial import consistency_kl, frozen_eval, random_patch_masks
 from ...seeding import generator
 from ...train.infer import autocast, model_device
@@ -30,7 +32,8 @@ def consistency_scores(
     side = max(1, round(s.patch_frac * min(h, w)))
     g = generator(s.seed, "advrbd-score", stage, device=dev)
     out = []
-    bar = tqdm(total=len(indices), desc=f"scoring ({stage})", disable=not progress, unit="img", leave=False)
+    bar = tqdm(total=len(indices), desc=f"scoring ({stage})", disable=not progress or not stderr_is_terminal(),
+               unit="img", leave=False)
     with frozen_eval(model):
         try:
             for start in range(0, len(indices), s.batch_size):

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import io
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ...io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 
 class StageStore:
@@ -21,6 +25,7 @@ class StageStore:
 
     def __init__(self, directory: Path | None, prefix: str, key: str):
         self.dir, self.prefix, self.key = directory, prefix, key
+        self._t = time.perf_counter()
 
     def path(self, name: str) -> Path | None:
         if self.dir is None:
@@ -37,9 +42,16 @@ class StageStore:
         if p is None or not p.exists():
             return None
         state = torch.load(p, map_location="cpu", weights_only=True)
-        return state if state.get("_key") == self.key else None
+        if state.get("_key") != self.key:
+            return None
+        log.info("%s: stage %s loaded from %s (resumed)", self.prefix, name, p)
+        self._t = time.perf_counter()
+        return state
 
     def save(self, name: str, state: dict[str, Any]) -> None:
+        # one log line per finished stage: the run's progress where no terminal shows progress bars
+        log.info("%s: stage %s finished (%.0f s)", self.prefix, name, time.perf_counter() - self._t)
+        self._t = time.perf_counter()
         p = self.path(name)
         if p is None:
             return
