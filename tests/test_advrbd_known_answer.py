@@ -43,13 +43,19 @@ def test_backdoor_is_planted(poisoned_run):
     assert baseline.asr >= 90 and baseline.acc >= 95
 
 
-def test_scores_separate_poison_from_clean(poisoned_run):
+def test_evidence_finds_the_target_and_the_verdict_is_precise(poisoned_run):
+    """The guard finds the target from evidence (its latent split stands apart), flags that subgroup and
+    almost no clean sample; the kept samples of the target class outside it go to the review band.
+    Measured (1 thread): J* of the target 12.7 against at most 1.2; recall 88.1% at FPR 0.0%, 132 in review."""
     pd, *_, result, _ = poisoned_run
-    assert auroc(result.scores, pd.poison_mask) >= 0.9
+    assert result.info["backdoor_classes"] == [1]
+    f, pm = result.suspected, pd.poison_mask
+    assert f[pm].float().mean() >= 0.8 and f[~pm].float().mean() <= 0.02
+    review = torch.tensor(result.info["table"]["review"])
+    assert not (review & f).any() and (pd.data.labels[review] == 1).all()
+    assert f[pm].sum() + (review & pm).sum() >= 0.95 * pm.sum()  # the rest of the poisons are under review
     # the perturbation-consistency score ranks poisons as robust (low KL)
-    assert auroc(-result.info["consistency_scores"], pd.poison_mask) >= 0.75
-    # recall: measured 95.5% (2 threads) with the default round consensus, 100% with the last round's model only
-    assert result.suspected[pd.poison_mask].float().mean() >= 0.85
+    assert auroc(-result.info["consistency_scores"], pm) >= 0.75
 
 
 def test_score_ranks_like_the_verdict(poisoned_run):
@@ -65,30 +71,12 @@ def test_score_ranks_like_the_verdict(poisoned_run):
 def test_pipeline_removes_the_backdoor(poisoned_run, digits):
     pd, attack, asr_set, baseline, result, _ = poisoned_run
     ev = evaluate(result.model, digits.test, attack, asr_set)
-    assert ev.asr <= 10 and ev.acc >= 80
-    # relabel: suspected poisons get their true class back, not the target
-    relabelled = result.relabels[pd.poison_mask & result.suspected]
-    assert (relabelled == pd.true_labels[pd.poison_mask & result.suspected]).float().mean() >= 0.75
-
-
-def test_relearning_with_unlearning_removes_a_learned_backdoor(poisoned_run, digits):
-    """Stage 5 alone, on a model trained on the poisoned set (ASR >= 90%): fine-tuning on the clean samples
-    (λ′ = 0) keeps the backdoor; with the poisons as confirmed suspects and the default λ′ = 0.25 the bounded
-    ascent removes it and keeps accuracy (measured, 2 threads: ACC / ASR 99.33 / 100 before, 99.55 / 100.00
-    with λ′ = 0, 99.33 / 1.98 with λ′ = 0.25)."""
-    from advrbd.defenses.advrbd.retrain import relearn
-
-    pd, attack, asr_set, *_ = poisoned_run
-    # its own context: the shared one's model counter sets the initialisations of the other tests' runs
-    backdoored = make_context(pd.public(), PROFILE, RECIPE, **MODEL).backdoored_model()
-    pm, y = pd.poison_mask, pd.data.labels
-    evs = {}
-    for weight in (0.0, 0.25):
-        model = copy.deepcopy(backdoored)
-        relearn(model, pd.data, y, (~pm).nonzero().flatten(), RECIPE, 2, 0.02, pm, weight)
-        evs[weight] = evaluate(model, digits.test, attack, asr_set)
-    assert evs[0.0].asr >= 50
-    assert evs[0.25].asr <= 10 and evs[0.25].acc >= 90
+    assert ev.asr <= 5 and ev.acc >= baseline.acc - 2  # measured 98.89 / 0.00 against 99.33 / 100
+    # relabel: suspected poisons relabelled by the clean model get their true class back, not the target
+    table = result.info["table"]
+    relabelled = pd.poison_mask & torch.tensor([a == "relabel" for a in table["action"]])
+    assert relabelled.sum() >= 0.5 * pd.poison_mask.sum()
+    assert (result.relabels[relabelled] == pd.true_labels[relabelled]).float().mean() >= 0.9
 
 
 def test_rounds_enhance_the_backdoor(poisoned_run):
@@ -116,7 +104,7 @@ def test_resumed_run_that_loads_the_warm_up_trains_the_same_clean_model(poisoned
     def run():
         c = make_context(pd.public(), PROFILE, RECIPE, workdir=tmp_path,
                          standard_model=lambda: copy.deepcopy(standard), **MODEL)
-        return run_defense("advrbd", {"rounds": 1, "relabel": False}, c)[0]
+        return run_defense("advrbd", {"enhance.rounds": 1, "relearn.epochs": 0}, c)[0]
 
     first = run()
     assert first.info["reused_standard_training"]
@@ -128,40 +116,47 @@ def test_resumed_run_that_loads_the_warm_up_trains_the_same_clean_model(poisoned
         assert torch.equal(a, b)
 
 
-def test_changing_identification_reuses_enhancement_and_rules_trade_recall_for_fewer_false_positives(
-        poisoned_run, monkeypatch):
-    """Only late settings change: warm-up, scoring and enhancement are loaded, not rerun. Against the
-    paper's rule (the last round's model alone), the default round consensus flags a subset of its flags,
-    and per-class calibration (null_quantile) flags fewer clean samples still; both keep the poisons."""
-    import advrbd.defenses.advrbd.defense as mod
+def test_changing_a_late_setting_reuses_every_earlier_stage(poisoned_run, monkeypatch):
+    """Stage keys chain: changing only relearning's settings loads warm-up, scoring, guard, enhancement,
+    identification and clean training from the first run; the paper's identification rule (the last round's
+    model alone) reruns identification only, and flags a superset of the consensus's review band."""
+    import advrbd.defenses.advrbd.steps as steps
 
     pd, attack, asr_set, _, consensus, ctx = poisoned_run
-    for stage in ("enhance", "consistency_scores", "fit"):
-        monkeypatch.setattr(mod, stage, lambda *a, **k: pytest.fail("an early stage ran again"))
-    paper, _ = run_defense("advrbd", {"round_consensus": False}, ctx)
-    calibrated, _ = run_defense("advrbd", {"null_quantile": 0.5}, ctx)
-    assert not (consensus.suspected & ~paper.suspected).any()
-    # measured (2 threads) recall / FPR: paper 100 / 10.3%, consensus 95.5 / 9.3%, + null 0.5 74.6 / 7.3%
-    fpr = [r.suspected[~pd.poison_mask].float().mean() for r in (paper, consensus, calibrated)]
-    assert fpr[0] > fpr[1] > fpr[2]
-    for r in (paper, calibrated):
-        assert r.suspected[pd.poison_mask].float().mean() >= 0.7
-        assert evaluate(r.model, ctx.train, attack, asr_set).asr <= 10
-    # a relearning setting alone: the clean model saved by the last run is loaded, only relearning runs again
-    monkeypatch.setattr(mod, "clean_training", lambda *a, **k: pytest.fail("clean training ran again"))
-    relearnt, _ = run_defense("advrbd", {"null_quantile": 0.5, "relearn_lr": 0.01}, ctx)
-    assert torch.equal(relearnt.suspected, calibrated.suspected)
+    for name in ("enhance", "consistency_scores", "latent_splits", "fit", "clean_training"):
+        monkeypatch.setattr(steps, name, lambda *a, **k: pytest.fail(f"{name} ran again"))
+    relearnt, _ = run_defense("advrbd", {"relearn.lr": 0.01}, ctx)
+    assert torch.equal(relearnt.suspected, consensus.suspected)
+    assert relearnt.info["stage_seconds"]["enhance"] == consensus.info["stage_seconds"]["enhance"]  # first timing
+    monkeypatch.undo()
+    for name in ("enhance", "consistency_scores", "latent_splits"):
+        monkeypatch.setattr(steps, name, lambda *a, **k: pytest.fail(f"{name} ran again"))
+    paper, _ = run_defense("advrbd", {"identify.rule": "paper", "relearn.epochs": 0}, ctx)
+    review = lambda r: torch.tensor(r.info["table"]["review"])  # noqa: E731
+    assert torch.equal(paper.suspected, consensus.suspected)
+    assert not (review(consensus) & ~review(paper)).any()
 
 
-def test_clean_dataset_keeps_accuracy(digits):
-    """0% poison, with the adversarial identification rule (identify_eps 16/255) on top of the defaults:
-    measured (2 threads) 99.6% undefended -> 99.3% defended, 2.1% of the clean images flagged. The defaults
-    alone gave 79.3% with 34.3% flagged: the enhanced model still fits part of a clean set and flags it (the
-    SPEC's known weak spot; CIFAR-10 quick 0%, batch-128 recipe: 77.9 -> 76.1% with 10.2% flagged,
-    benchmarks/results/)."""
+def test_clean_dataset_is_left_alone(digits):
+    """0% poison: no class's latent split stands apart, so nothing is flagged and the standard model is
+    returned (measured J* at most 1.4; the paper's rule flagged 34.3% of this clean set)."""
     ctx = make_context(digits.train, PROFILE, RECIPE, **MODEL)
     plain = evaluate(ctx.backdoored_model(), digits.test)
-    result, _ = run_defense("advrbd", {"identify_eps": 16 / 255}, ctx)
-    defended = evaluate(result.model, digits.test)
-    assert defended.acc >= plain.acc - 5
-    assert result.suspected.float().mean() < 0.2  # measured 2.1%; without identify_eps 34.3%
+    result, _ = run_defense("advrbd", {}, ctx)
+    assert result.info["backdoor_classes"] == [] and not result.suspected.any()
+    assert evaluate(result.model, digits.test).acc == plain.acc
+
+
+def test_a_weak_trigger_on_another_target_never_raises_the_attack():
+    """Issue 33's known answer: a faint blend (α 0.05) on target 7, which the latent split cannot isolate.
+    The defense must not drop clean samples and hand the backdoor a larger share: its ASR stays at most the
+    undefended model's."""
+    digits = load_dataset("digits")
+    attack = create_attack("blend", rate=0.05, target=7, seed=1, alpha=0.05)
+    pd = attack.poison(digits.train)
+    asr_set = attack.make_asr_set(digits.test)
+    ctx = make_context(pd.public(), PROFILE, RECIPE, **MODEL)
+    undefended = evaluate(ctx.backdoored_model(), digits.test, attack, asr_set)
+    result, _ = run_defense("advrbd", {}, ctx)
+    defended = evaluate(result.model, digits.test, attack, asr_set)
+    assert defended.asr <= undefended.asr + 0.5 and defended.acc >= undefended.acc - 1

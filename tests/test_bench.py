@@ -12,7 +12,7 @@ KEYS = {"profile", "dataset", "model", "attack", "poison_rate", "target", "defen
 def test_smoke_grid_writes_results_and_resumes(tmp_path, capsys):
     out = tmp_path / "bench"
     argv = ["bench", "--profile", "smoke", "--data", DATA, "--attacks", "badnet,none", "--defenses",
-            "none,oracle,advrbd", "--set", "advrbd.rounds=1", "--out", str(out)]
+            "none,oracle,advrbd", "--set", "advrbd.enhance.rounds=1", "--out", str(out)]
     assert main(argv) == 0
     cells = json.loads((out / "results.json").read_text())
     assert len(cells) == 6 and all(KEYS <= set(c) for c in cells)
@@ -21,7 +21,7 @@ def test_smoke_grid_writes_results_and_resumes(tmp_path, capsys):
     assert by[("none", "none")]["asr"] is None and by[("none", "none")]["poison_rate"] == 0
     adv = by[("badnet", "advrbd")]
     assert adv["seconds"] >= adv["standard_train_seconds"] > 0  # shared warm-up counted in its cost
-    assert {"warmup", "scoring", "enhancement", "identification", "clean_training"} <= set(adv["stage_seconds"])
+    assert {"warmup", "score", "guard", "enhance", "identify", "clean", "relearn"} <= set(adv["stage_seconds"])
     # the ASR floor: badnet's trigger on the none row's model (trained without poison), on every badnet cell
     floors = {by[("badnet", d)]["clean_model_asr"] for d in ("none", "oracle", "advrbd")}
     assert len(floors) == 1 and 0 <= floors.pop() <= 100
@@ -38,7 +38,7 @@ def test_smoke_grid_writes_results_and_resumes(tmp_path, capsys):
 def test_poison_then_defend_with_ground_truth(tmp_path, capsys):
     pdir, run = tmp_path / "poisoned", tmp_path / "run"
     assert main(["poison", "--data", DATA, "--attack", "badnet", "--rate", "0.1", "--out", str(pdir), "--quiet"]) == 0
-    assert main(["defend", "--data", f"imagefolder:{pdir}", "--profile", "smoke", "--set", "rounds=1",
+    assert main(["defend", "--data", f"imagefolder:{pdir}", "--profile", "smoke", "--set", "enhance.rounds=1",
                  "--out", str(run), "--quant", "--json"]) == 0
     for f in ("model.safetensors", "samples.csv", "summary.json", "evaluation.json", "config.json", "report.html"):
         assert (run / f).is_file(), f
@@ -70,24 +70,25 @@ def test_grid_holds_out_the_reserve_on_a_subset_profile(tmp_path):
 
 
 def test_variant_column_reuses_early_stages_and_bad_entries_fail_fast(tmp_path, monkeypatch):
-    """``advrbd[null_quantile=0.5]`` is its own column; it loads the enhanced model the plain advrbd cell saved."""
+    """``advrbd[relearn.epochs=0]`` is its own column; it loads the enhanced model the plain advrbd cell saved
+    (the paper's rule, guard off, so that every stage runs on the tiny set)."""
     import pytest
 
-    import advrbd.defenses.advrbd.defense as mod
+    import advrbd.defenses.advrbd.steps as mod
     from advrbd.bench import run_grid
     from advrbd.errors import BadInputError, ConfigError
     from advrbd.profiles import get_profile
 
     out = tmp_path / "bench"
-    base = ["bench", "--profile", "smoke", "--data", DATA, "--attacks", "badnet", "--set", "advrbd.rounds=1",
-            "--out", str(out), "--quiet"]
+    base = ["bench", "--profile", "smoke", "--data", DATA, "--attacks", "badnet", "--set", "advrbd.enhance.rounds=1",
+            "--set", "advrbd.guard.rule=off", "--out", str(out), "--quiet"]
     assert main(base + ["--defenses", "advrbd"]) == 0
     monkeypatch.setattr(mod, "enhance", lambda *a, **k: pytest.fail("enhancement ran again"))
-    assert main(base + ["--defenses", "advrbd,advrbd[null_quantile=0.5;relearn_epochs=0]"]) == 0
+    assert main(base + ["--defenses", "advrbd,advrbd[relearn.epochs=0]"]) == 0
     cells = json.loads((out / "results.json").read_text())
-    assert [c["defense"] for c in cells] == ["advrbd", "advrbd[null_quantile=0.5;relearn_epochs=0]"]
-    assert r"advrbd\[null_quantile=0.5;relearn_epochs=0\] ACC" in (out / "results.md").read_text()
-    for bad in ("advrbd[rounds=-1]", "advrbd[nope=1]", "advrbd[x", "nodefense"):
+    assert [c["defense"] for c in cells] == ["advrbd", "advrbd[relearn.epochs=0]"]
+    assert r"advrbd\[relearn.epochs=0\] ACC" in (out / "results.md").read_text()
+    for bad in ("advrbd[enhance.rounds=-1]", "advrbd[nope=1]", "advrbd[x", "nodefense"):
         with pytest.raises((ConfigError, BadInputError)):
             run_grid(get_profile("smoke"), DATA, ["badnet"], ["none", bad], tmp_path / "bad")
     assert not (tmp_path / "bad" / "results.json").exists()
@@ -113,13 +114,13 @@ def test_round_evaluation_is_left_out_of_the_defense_cost(monkeypatch):
     ctx = pipeline.make_context(data, prof, pipeline.resolve_recipe(prof, "cpu", 0),
                                 extra={"on_round": pipeline.RoundEvaluator(None, None, None)})
     t = time.perf_counter()
-    result, seconds = pipeline.run_defense("advrbd", {"rounds": 1}, ctx)
+    result, seconds = pipeline.run_defense("advrbd", {"enhance.rounds": 1, "guard.rule": "off"}, ctx)
     wall = time.perf_counter() - t
     assert [{k: h[k] for k in ("acc", "asr")} for h in result.history] == [{"acc": 50.0, "asr": 10.0}] * 2
     assert result.info["evaluation_seconds"] >= 0.6
     assert seconds <= wall - 0.6
     stages = result.info["stage_seconds"]
-    assert 0 <= stages["enhancement"] and sum(stages.values()) <= seconds
+    assert 0 <= stages["enhance"] and sum(stages.values()) <= seconds
 
 
 def test_paper_trigger_folder_sets_the_trigger_files_and_grids_do_not_mix_settings(tmp_path, capsys):

@@ -34,7 +34,8 @@ def test_list_contents(capsys):
     assert {"none", "advrbd", "abl", "clp", "dbr", "scan", "cutmix", "finetuning", "fineprune", "oracle",
             "neural_cleanse"} <= set(rows)
     settings = {s["name"]: s for s in rows["advrbd"]["settings"]}  # every --set key with default and doc
-    assert settings["round_consensus"]["default"] is True and settings["stratify_pool"]["doc"]
+    assert settings["identify.rule"]["default"] == "consensus" and settings["enhance.rounds"]["doc"]
+    assert settings["guard.rule"]["default"] == "evidence" and "seed" in settings
 
 
 def test_train_then_evaluate(tmp_path, capsys):

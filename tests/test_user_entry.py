@@ -13,7 +13,7 @@ from advrbd.errors import BadInputError
 from advrbd.data import make_synthetic
 from advrbd.train import precision
 
-FAST = dict(recipe={"epochs": 2, "batch_size": 64}, rounds=1, round_epochs=1.0)
+FAST = dict(recipe={"epochs": 2, "batch_size": 64}, **{"enhance.rounds": 1, "enhance.epochs": 1.0})
 USER_MODEL = __file__.replace("test_user_entry.py", "user_model.py")
 
 
@@ -79,7 +79,7 @@ def test_cli_defend_file_model_whole_data_and_audit_export(small, tmp_path, caps
     write_imagefolder(small, tmp_path / "data")
     run = tmp_path / "run"
     rc = main(["defend", "--data", f"imagefolder:{tmp_path / 'data'}", "--out", str(run), "--model",
-               f"{USER_MODEL}:make_mlp", "--set", "rounds=1", "--set", "recipe.epochs=2", "--no-report", "-v"])
+               f"{USER_MODEL}:make_mlp", "--set", "enhance.rounds=1", "--set", "recipe.epochs=2", "--no-report", "-v"])
     assert rc == 0
     err = capsys.readouterr().err
     assert err.startswith("setup (chosen from the data):") and "all 240 training samples" in err
@@ -89,7 +89,7 @@ def test_cli_defend_file_model_whole_data_and_audit_export(small, tmp_path, caps
     rows = (run / "samples.csv").read_text().splitlines()
     assert len(rows) == 241 and rows[0].split(",")[6] == "action"
     audit = tmp_path / "audit"
-    rc = main(["audit", "--data", f"imagefolder:{tmp_path / 'data'}", "--out", str(audit), "--set", "rounds=1",
+    rc = main(["audit", "--data", f"imagefolder:{tmp_path / 'data'}", "--out", str(audit), "--set", "enhance.rounds=1",
                "--set", "recipe.epochs=2"])
     assert rc == 0
     summary = json.loads((audit / "summary.json").read_text())

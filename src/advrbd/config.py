@@ -64,16 +64,38 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def build(cls: type[T], values: Mapping[str, Any] | None = None, **more: Any) -> T:
-    """Instantiate dataclass ``cls`` from ``values``; unknown keys raise ``ConfigError``."""
+    """Instantiate dataclass ``cls`` from ``values``; unknown keys raise ``ConfigError``.
+
+    A field whose type is itself a dataclass (a method's stage settings) takes ``field.key`` entries
+    (``enhance.rounds=3``), a mapping (a config file's ``{"enhance": {"rounds": 3}}``) or an instance."""
     merged = {**(values or {}), **more}
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
+    nested: dict[str, dict[str, Any]] = {}
+    for k in list(merged):
+        head, dot, rest = k.partition(".")
+        if dot and head in names and dataclasses.is_dataclass(hints[head]):
+            nested.setdefault(head, {})[rest] = merged.pop(k)
     unknown = sorted(set(merged) - names)
     if unknown:
+        known = sorted(f"{n}.*" if dataclasses.is_dataclass(hints[n]) else n for n in names)
         raise ConfigError(
-            f"unknown setting(s) for {cls.__name__}: {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+            f"unknown setting(s) for {cls.__name__}: {', '.join(unknown)}; known: {', '.join(known)}"
         )
-    kwargs = {k: _coerce(v, hints[k], k) for k, v in merged.items()}
+    kwargs = {}
+    for k, v in merged.items():
+        if dataclasses.is_dataclass(hints[k]) and not isinstance(v, hints[k]):
+            if not isinstance(v, Mapping):
+                raise ConfigError(f"setting {k!r} expects a mapping of {k}.KEY settings; got {v!r}")
+            nested[k] = {**v, **nested.get(k, {})}
+        else:
+            kwargs[k] = _coerce(v, hints[k], k)
+    for k, vals in nested.items():
+        base = dataclasses.asdict(kwargs[k]) if k in kwargs else {}
+        try:
+            kwargs[k] = build(hints[k], {**base, **vals})
+        except ConfigError as e:
+            raise ConfigError(f"{cls.__name__}.{k}: {e}") from None
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:

@@ -17,17 +17,22 @@ from .types import DefenseResult, ImageData, PoisonedDataset
 
 
 def samples_csv(data: ImageData, result: DefenseResult, poisoned: PoisonedDataset | None = None) -> str:
-    """One row per training sample, most suspicious first: index, path, given label, score, verdict,
-    suggested label, action (keep / drop / relabel) (+ true_label, true_poison, true_cover when ground truth
-    is known, for evaluation only)."""
+    """One row per training sample, most suspicious first: index, path, given label, score, verdict
+    (poisoned / review / clean), suggested label, action, then the method's own per-sample columns (AdvrBD's
+    table: why each sample got its verdict and action) (+ true_label, true_poison, true_cover when ground
+    truth is known, for evaluation only)."""
     n = len(data)
     scores = result.scores if result.scores is not None else torch.full((n,), float("nan"))
     suspected = result.suspected if result.suspected is not None else torch.zeros(n, dtype=torch.bool)
     relabels = result.relabels if result.relabels is not None else data.labels
-    kl = result.info.get("consistency_scores")
-    cols = ["index", "path", "given_label", "score", "verdict", "suggested_label", "action"]
-    if kl is not None:
-        cols.append("consistency_kl")
+    table = dict(result.info.get("table") or {})
+    review = table.pop("review", [False] * n)
+    acts = table.pop("action", None) or actions(suspected, data.labels, relabels)
+    for col in ("suspected", "label"):  # already the verdict and suggested_label columns
+        table.pop(col, None)
+    if not table and result.info.get("consistency_scores") is not None:
+        table = {"consistency": result.info["consistency_scores"].tolist()}
+    cols = ["index", "path", "given_label", "score", "verdict", "suggested_label", "action", *table]
     if poisoned is not None:
         cols += ["true_label", "true_poison", "true_cover"]
     buf = _io.StringIO()
@@ -35,20 +40,23 @@ def samples_csv(data: ImageData, result: DefenseResult, poisoned: PoisonedDatase
     w.writerow(cols)
     paths = data.paths or ("",) * n
     given, sc, sus, rel = data.labels.tolist(), scores.tolist(), suspected.tolist(), relabels.tolist()
-    acts = actions(suspected, data.labels, relabels)
-    klv = kl.tolist() if kl is not None else None
     if poisoned is not None:
         tl, tp, tc = poisoned.true_labels.tolist(), poisoned.poison_mask.int().tolist(), poisoned.cover_mask.int().tolist()
     order = torch.argsort(scores.nan_to_num(float("-inf")), descending=True, stable=True).tolist()
     for i in order:
-        row = [int(data.index[i]), paths[i], given[i], f"{sc[i]:.6g}", "poisoned" if sus[i] else "clean", rel[i],
-               acts[i]]
-        if klv is not None:
-            row.append(f"{klv[i]:.6g}")
+        verdict = "poisoned" if sus[i] else "review" if review[i] else "clean"
+        row = [int(data.index[i]), paths[i], given[i], f"{sc[i]:.6g}", verdict, rel[i], acts[i]]
+        row += [_cell(v[i]) for v in table.values()]
         if poisoned is not None:
             row += [tl[i], tp[i], tc[i]]
         w.writerow(row)
     return buf.getvalue()
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, bool):
+        return int(v)
+    return f"{v:.6g}" if isinstance(v, float) else v
 
 
 def suspicious_npz(data: ImageData, result: DefenseResult, k: int = 16,

@@ -35,7 +35,25 @@ def run_verdict(train: ImageData, result: DefenseResult, evaluation: dict | None
     out: dict[str, Any] = {"n_flagged": nf, "n_train": n, "backdoor_suspected": False, "target_class": None,
                            "target_name": None, "evidence": None}
     parts = []
-    if c is not None:
+    info = result.info if isinstance(result.info, dict) else {}
+    if info.get("backdoor_classes") is not None:  # the defense decided from its own evidence (AdvrBD's guard)
+        classes = [int(c) for c in info["backdoor_classes"]]
+        ev = {int(e["class"]): e for e in info.get("evidence") or ()}
+        if classes:
+            c = classes[0]
+            e = ev.get(c, {})
+            evidence = (f"its latent subgroup of {e.get('n_subgroup', '?')} samples is an outlier among the classes "
+                        f"(J* = {e.get('j_star', float('nan')):.1f}) and the backdoor-enhanced models keep its label "
+                        f"for {_pct(e.get('kept_subgroup', 0.0))} of it against {_pct(e.get('kept_rest', 0.0))} of "
+                        "the rest of the class")
+            out.update(backdoor_suspected=True, target_class=c, target_name=train.classes[c], evidence=evidence)
+            parts.append(f"Backdoor suspected, targeting class {train.classes[c]!r} (label {c}): {evidence}."
+                         + (f" Also suspected: {', '.join(repr(train.classes[k]) for k in classes[1:])}."
+                            if len(classes) > 1 else ""))
+        else:
+            parts.append("No backdoor suspected: no class has both a latent subgroup that stands out and "
+                         "a label the backdoor-enhanced models keep.")
+    elif c is not None:
         share = float(per_class[c]) / nf
         others = torch.cat([rates[:c], rates[c + 1:]])
         med = float(others.median()) if others.numel() else 0.0
@@ -61,6 +79,9 @@ def run_verdict(train: ImageData, result: DefenseResult, evaluation: dict | None
     else:
         parts.append("No backdoor suspected: no sample was flagged.")
     parts.append(f"{nf:,} of {n:,} training samples ({_pct(nf / max(1, n))}) flagged as poisoned.")
+    if info.get("n_review"):
+        parts.append(f"{int(info['n_review']):,} more are in the review band (kept by the enhanced models, "
+                     "but in classes without evidence of a backdoor).")
     acc = (evaluation or {}).get("acc")
     acc = acc if acc is not None else (final or {}).get("acc")
     nd = ((evaluation or {}).get("no_defense") or {}).get("acc") if evaluation else None

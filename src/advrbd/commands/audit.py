@@ -38,13 +38,15 @@ def suggest_labels(result, ctx_train, recipe, settings: dict, model_factory) -> 
     """The result with suggested labels: a model trained on the unflagged samples relabels the flagged ones
     it is confident about (AdvrBD's stages 4–5a, ``retrain.clean_training`` / ``retrain.relabel``)."""
     from ..defenses import create_defense
-    from ..defenses.advrbd.retrain import clean_training, relabel
+    from ..defenses._common import scaled_epochs
+    from ..defenses.advrbd.retrain import clean_predictions, clean_training
 
     s = create_defense("advrbd", **settings)
     model = model_factory()
-    clean_training(model, ctx_train, result.suspected, recipe, max(1, round(s.clean_epochs * recipe.epochs)))
-    labels, _ = relabel(model, ctx_train, result.suspected, s.relabel_confidence)
-    return replace(result, relabels=labels, model=model)
+    clean_training(model, ctx_train, result.suspected, recipe, scaled_epochs(s.clean.epochs, recipe.epochs))
+    pred, conf = clean_predictions(model, ctx_train)
+    sure = result.suspected & (conf >= s.relearn.min_confidence)
+    return replace(result, relabels=torch.where(sure, pred, ctx_train.labels), model=model)
 
 
 def export(out: Path, train, test, result, relabel: bool) -> dict:

@@ -26,7 +26,7 @@ def add_arguments(p) -> None:
                    "variant row, e.g. blend[trigger=photo.png;alpha=0.15] (trigger files as a grid axis)")
     p.add_argument("--defenses", default="none,advrbd",
                    help="comma-separated defenses (default none,advrbd); NAME[key=value;...] adds a variant column, "
-                   "e.g. advrbd[null_quantile=0.5]")
+                   "e.g. advrbd[enhance.rounds=4]")
     p.add_argument("--rates", "--rate", dest="rates", default="0.05",
                    help="comma-separated poison rates, fractions of the training set (grid axis; default 0.05)")
     p.add_argument("--targets", "--target", dest="targets", default="1",
@@ -37,7 +37,7 @@ def add_arguments(p) -> None:
     p.add_argument("--reserve", type=float, default=0.05, help="clean reserve fraction for defenses that need one")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--set", action="append", default=[], metavar="DEFENSE.KEY=VALUE",
-                   help="defense or attack setting, e.g. advrbd.rounds=4 or wanet.s=0.75 (repeatable)")
+                   help="defense or attack setting, e.g. advrbd.enhance.rounds=4 or wanet.s=0.75 (repeatable)")
     p.add_argument("--triggers", metavar="DIR",
                    help="folder with the paper toolkits' trigger images (hellokitty_32.png, firefox_corner_32.png, "
                    "firefox_corner_split_{1..4}_32.png): blend, adaptive_blend, physical and adaptive_patch use "

@@ -18,7 +18,7 @@ from .common import (add_data_args, add_output_flags, add_run_args, emit, out_di
 HELP = "train a backdoor-robust model on an untrusted dataset with AdvrBD (or another defense)"
 EXAMPLE = """advrbd defend --data imagefolder:poisoned/badnet --out runs/defended
 advrbd defend --data imagefolder:mydata --model mynet.py:make --out runs/mine
-advrbd defend --data cifar10:/data/cifar-10-batches-py --profile cpu --set rounds=4 --set recipe.epochs=10 --out runs/d"""
+advrbd defend --data cifar10:/data/cifar-10-batches-py --profile cpu --set enhance.rounds=4 --set recipe.epochs=10 --out runs/d"""
 
 
 def add_arguments(p) -> None:

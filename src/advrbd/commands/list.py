@@ -43,5 +43,13 @@ def _settings(obj) -> list[dict]:
     """The dataclass fields of an attack or defense (name, default, doc); [] for other registered objects."""
     if not dataclasses.is_dataclass(obj):
         return []
-    return [{"name": f.name, "default": f.default, "doc": f.metadata.get("doc", "")}
-            for f in dataclasses.fields(obj) if f.default is not dataclasses.MISSING and f.init]
+    out = []
+    for f in dataclasses.fields(obj):
+        if not f.init:
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):  # a stage's settings: listed as stage.key
+            out += [{**s, "name": f"{f.name}.{s['name']}"} for s in _settings(default)]
+        elif default is not dataclasses.MISSING:
+            out.append({"name": f.name, "default": default, "doc": f.metadata.get("doc", "")})
+    return out

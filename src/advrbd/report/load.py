@@ -116,7 +116,8 @@ def read_samples(path: Path, classes: list[str]) -> Samples:
         cover=np.array([_flag(get(r, "true_cover")) for r in rows], bool) if "true_cover" in cols else None,
         true_label=(np.array([_label(get(r, "true_label"), lookup) for r in rows], np.int64)
                     if "true_label" in cols else None),
-        kl=np.array([_float(get(r, "consistency_kl")) for r in rows]) if "consistency_kl" in cols else None,
+        kl=next((np.array([_float(get(r, c)) for r in rows]) for c in ("consistency", "consistency_kl") if c in cols),
+                None),
     )
 
 

@@ -1,6 +1,5 @@
-"""AdvrBD as a sub-package, one module per stage: scoring, enhance, identify, retrain; defense.py
-orchestrates them with resumable stages."""
+"""AdvrBD as a sub-package: one module per stage (scoring, guard, enhance, identify, retrain, policy), the
+per-sample table they fill (table.py) and the resumable pipeline that runs them (defense.py, steps.py)."""
 from .defense import AdvrBD
-from .settings import AdvrBDSettings
 
-__all__ = ["AdvrBD", "AdvrBDSettings"]
+__all__ = ["AdvrBD"]

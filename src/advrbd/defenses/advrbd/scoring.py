@@ -15,14 +15,15 @@ from ...adversarial import consistency_kl, frozen_eval, random_patch_masks
 from ...seeding import generator
 from ...train.infer import autocast, model_device
 from ...types import ImageData
-from .settings import AdvrBDSettings
+from .settings import ScoreSettings
 
 
 def consistency_scores(
     model: torch.nn.Module,
     data: ImageData,
     indices: torch.Tensor,
-    s: AdvrBDSettings,
+    s: ScoreSettings,
+    seed: int,
     stage: str,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -30,7 +31,7 @@ def consistency_scores(
     dev = model_device(model)
     c, h, w = data.shape
     side = max(1, round(s.patch_frac * min(h, w)))
-    g = generator(s.seed, "advrbd-score", stage, device=dev)
+    g = generator(seed, "advrbd-score", stage, device=dev)
     out = []
     bar = tqdm(total=len(indices), desc=f"scoring ({stage})", disable=not progress or not stderr_is_terminal(),
                unit="img", leave=False)
@@ -46,28 +47,3 @@ def consistency_scores(
         finally:
             bar.close()
     return torch.cat(out) if out else torch.empty(0)
-
-
-def move_most_sensitive(scores: torch.Tensor, pool_r: torch.Tensor, k: int,
-                        quota: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split ``pool_r`` (indices, scores aligned) into (k most sensitive = largest KL, the rest).
-
-    With ``quota`` (int64 ``C``) and ``labels`` (given labels of the whole set): the ``quota[c]`` most
-    sensitive samples of each given class c move instead of the k most sensitive overall (``k`` unused).
-    """
-    order = torch.argsort(scores, descending=True, stable=True)
-    take = torch.zeros(len(pool_r), dtype=torch.bool)
-    if quota is None:
-        take[order[: max(0, min(k, len(pool_r)))]] = True
-    else:
-        y = labels[pool_r[order]]
-        # rank of each sample among the pool's samples of its class, in descending score order: a stable
-        # sort by class keeps the score order inside each class
-        by_class = torch.argsort(y, stable=True)
-        counts = torch.bincount(y, minlength=len(quota))
-        rank = torch.empty_like(y)
-        rank[by_class] = torch.arange(len(y)) - (counts.cumsum(0) - counts)[y[by_class]]
-        take[order[rank < quota[y]]] = True
-    moved = pool_r[order][take[order]]  # in descending score order
-    return moved, pool_r[~take]

@@ -1,9 +1,14 @@
-"""Persistence of finished stages so an interrupted defense resumes at the last finished one."""
+"""Persistence of finished stages so an interrupted defense resumes at the last finished one.
+
+Each stage's key is the hash of its own settings chained to the previous stage's key: changing a late setting
+reuses every earlier stage, and no hand-kept list says which setting touches which stage.
+"""
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +19,21 @@ from ...io import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 
+def chain_key(previous: str, stage: str, settings: Any) -> str:
+    blob = json.dumps([previous, stage, settings], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 class StageStore:
     """Saves ``{name: dict of tensors / state_dicts / plain values}`` as ``<dir>/<prefix>-<name>.pt``.
 
-    Loaded with ``weights_only=True``. Without a directory it stores nothing (no resume). ``key`` names the
-    settings the stages depend on: a stage saved under another key is not loaded, and the mid-stage ``fit``
-    checkpoint of stage ``name`` (:meth:`fit_path`) carries it in its file name, because ``fit`` cannot tell
-    a changed loss (e.g. the unlearning bound) from its own fingerprint. Saving a stage removes that file.
+    Loaded with ``weights_only=True``. Without a directory it stores nothing (no resume). A stage saved under
+    another key is not loaded; the mid-stage ``fit`` checkpoint of a stage (:meth:`fit_path`) carries the key
+    in its file name, because ``fit`` cannot tell a changed loss from its own fingerprint.
     """
 
-    def __init__(self, directory: Path | None, prefix: str, key: str):
-        self.dir, self.prefix, self.key = directory, prefix, key
-        self._t = time.perf_counter()
+    def __init__(self, directory: Path | None, prefix: str):
+        self.dir, self.prefix = directory, prefix
 
     def path(self, name: str) -> Path | None:
         if self.dir is None:
@@ -33,29 +41,25 @@ class StageStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         return self.dir / f"{self.prefix}-{name}.pt"
 
-    def fit_path(self, name: str) -> Path | None:
+    def fit_path(self, name: str, key: str) -> Path | None:
         """End-of-epoch ``fit`` checkpoint of stage ``name`` while it trains."""
-        return self.path(f"{name}-fit-{self.key}")
+        return self.path(f"{name}-fit-{key}")
 
-    def load(self, name: str) -> dict[str, Any] | None:
+    def load(self, name: str, key: str) -> dict[str, Any] | None:
         p = self.path(name)
         if p is None or not p.exists():
             return None
         state = torch.load(p, map_location="cpu", weights_only=True)
-        if state.get("_key") != self.key:
+        if state.get("_key") != key:
             return None
-        log.info("%s: stage %s loaded from %s (resumed)", self.prefix, name, p)
-        self._t = time.perf_counter()
+        log.info("%s: stage %s reused from %s", self.prefix, name, p)
         return state
 
-    def save(self, name: str, state: dict[str, Any]) -> None:
-        # one log line per finished stage: the run's progress where no terminal shows progress bars
-        log.info("%s: stage %s finished (%.0f s)", self.prefix, name, time.perf_counter() - self._t)
-        self._t = time.perf_counter()
+    def save(self, name: str, key: str, state: dict[str, Any]) -> None:
         p = self.path(name)
         if p is None:
             return
         buf = io.BytesIO()
-        torch.save({**state, "_key": self.key}, buf)
+        torch.save({**state, "_key": key}, buf)
         atomic_write_bytes(p, buf.getvalue())
-        self.fit_path(name).unlink(missing_ok=True)
+        self.fit_path(name, key).unlink(missing_ok=True)
