@@ -42,17 +42,18 @@ def run_verdict(train: ImageData, result: DefenseResult, evaluation: dict | None
         if classes:
             c = classes[0]
             e = ev.get(c, {})
-            evidence = (f"its latent subgroup of {e.get('n_subgroup', '?')} samples is an outlier among the classes "
-                        f"(J* = {e.get('j_star', float('nan')):.1f}) and the backdoor-enhanced models keep its label "
-                        f"for {_pct(e.get('kept_subgroup', 0.0))} of it against {_pct(e.get('kept_rest', 0.0))} of "
-                        "the rest of the class")
+            others = [float(x.get("j_star", 0.0)) for k, x in ev.items() if k != c]
+            evidence = (f"a subgroup of {e.get('n_subgroup', '?')} of its samples stands apart in the model's features "
+                        f"as in no other class (J* = {e.get('j_star', float('nan')):.1f}; every other class "
+                        f"≤ {max(others, default=float('nan')):.1f})")
             out.update(backdoor_suspected=True, target_class=c, target_name=train.classes[c], evidence=evidence)
             parts.append(f"Backdoor suspected, targeting class {train.classes[c]!r} (label {c}): {evidence}."
                          + (f" Also suspected: {', '.join(repr(train.classes[k]) for k in classes[1:])}."
                             if len(classes) > 1 else ""))
         else:
-            parts.append("No backdoor suspected: no class has both a latent subgroup that stands out and "
-                         "a label the backdoor-enhanced models keep.")
+            j = [float(x.get("j_star", 0.0)) for x in ev.values()]
+            parts.append("No backdoor suspected: no class has a subgroup that stands apart from every other class "
+                         f"(largest J* {max(j, default=float('nan')):.1f}); the model is the standard training's.")
     elif c is not None:
         share = float(per_class[c]) / nf
         others = torch.cat([rates[:c], rates[c + 1:]])
@@ -80,8 +81,8 @@ def run_verdict(train: ImageData, result: DefenseResult, evaluation: dict | None
         parts.append("No backdoor suspected: no sample was flagged.")
     parts.append(f"{nf:,} of {n:,} training samples ({_pct(nf / max(1, n))}) flagged as poisoned.")
     if info.get("n_review"):
-        parts.append(f"{int(info['n_review']):,} more are in the review band (kept by the enhanced models, "
-                     "but in classes without evidence of a backdoor).")
+        parts.append(f"{int(info['n_review']):,} more of that class are in the review band (the "
+                     "backdoor-enhanced models keep their label; possibly missed poisons).")
     acc = (evaluation or {}).get("acc")
     acc = acc if acc is not None else (final or {}).get("acc")
     nd = ((evaluation or {}).get("no_defense") or {}).get("acc") if evaluation else None

@@ -74,7 +74,7 @@ def defend_to_dir(prep, profile, recipe, defense: str, settings: dict, out: Path
     asr_set = prep.attack.make_asr_set(test) if prep.attack is not None else None
     extra = {"on_round": RoundEvaluator(test, prep.attack, asr_set)} if prep.attack is not None else {}
     if flag_only:
-        extra["stop_after"] = "identification"
+        extra["stop_after"] = "identify"
     ctx = make_context(train, profile, recipe, model=model_name, width=width, workdir=out / "stages",
                        progress=progress, extra=extra, defense=defense)
     if announce is not None:  # after the model check: a refused model gives one line
