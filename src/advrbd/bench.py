@@ -75,15 +75,19 @@ def _split_reserve(prep, frac: float, seed: int):
 def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defenses: Sequence[str], out: Path, *,
              rate: float = 0.05, target: int = 1, seeds: Sequence[int] = (0,), device: str = "auto",
              reserve: float = 0.05, attack_settings: dict | None = None, defense_settings: dict | None = None,
-             progress: bool = False, on_cell: Callable[[dict], None] | None = None) -> list[dict[str, Any]]:
-    """Run the grid and return all cells (finished earlier and now). ``defenses``: see ``parse_defense``."""
+             progress: bool = False, on_cell: Callable[[dict], None] | None = None,
+             results_file: str = "results.json") -> list[dict[str, Any]]:
+    """Run the grid and return all cells (finished earlier and now). ``defenses``: see ``parse_defense``.
+    ``results_file``: where cells are written, relative to ``out`` (a ``bench --jobs`` worker writes its
+    own file; cells already in ``out/results.json`` count as done too)."""
     variants = {d: parse_defense(d) for d in defenses}
     for name, variant in variants.values():  # bad settings fail now, not hours into the grid
         create_defense(name, **{**(defense_settings or {}).get(name, {}), **variant})
     out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.json"
+    results_path, shared = out / results_file, out / "results.json"
     cells: list[dict] = read_json(results_path) if results_path.is_file() else []
-    done = {tuple(c.get(k) for k in KEY) for c in cells}
+    done = {tuple(c.get(k) for k in KEY) for c in cells + (
+        read_json(shared) if shared != results_path and shared.is_file() else [])}
     prep = prepare(data, profile, seed=0)
     dataset = data or profile.data
     # The reserve is held out whatever defenses this call runs, so that every defense of a grid (and a

@@ -10,6 +10,7 @@ import importlib
 import logging
 import sys
 
+from . import dist
 from .errors import BadInputError
 
 # Each command module defines HELP (one line), EXAMPLE, add_arguments(parser) and run(args) -> int.
@@ -67,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        # under torchrun: join the process group; ranks other than 0 compute their share and print nothing
+        with dist.launched(getattr(args, "device", "auto")):
+            if not dist.is_writer():
+                args.quiet, args.json = True, False
+                logging.getLogger().setLevel(logging.ERROR)
+            return int(args._run(args) or 0)
     except BadInputError as e:
         print(f"advrbd: error: {e}", file=sys.stderr)
         return 2
