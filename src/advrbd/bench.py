@@ -77,10 +77,12 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
              rate: float | Sequence[float] = 0.05, target: int | Sequence[int] = 1, seeds: Sequence[int] = (0,),
              device: str = "auto", reserve: float = 0.05, attack_settings: dict | None = None,
              defense_settings: dict | None = None, role: str | None = None, progress: bool = False,
-             on_cell: Callable[[dict], None] | None = None) -> list[dict[str, Any]]:
+             on_cell: Callable[[dict], None] | None = None, results_file: str = "results.json") -> list[dict[str, Any]]:
     """Run the grid seeds × rates × targets × attacks × defenses and return all cells (finished earlier and
     now). ``attacks`` and ``defenses``: names or variants (``parse_entry``). ``role``: "tuning" or
-    "validation", recorded on every new cell so a results file says which cells chose the settings."""
+    "validation", recorded on every new cell so a results file says which cells chose the settings.
+    ``results_file``: where cells are written, relative to ``out`` (a ``bench --jobs`` worker writes its own
+    file; cells already in ``out/results.json`` count as done too)."""
     rates = [rate] if isinstance(rate, (int, float)) else list(rate)
     targets = [target] if isinstance(target, int) else list(target)
     variants = {d: parse_entry(d) for d in defenses}
@@ -91,9 +93,10 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
         if name != "none":
             create_attack(name, **{**(attack_settings or {}).get(name, {}), **variant})
     out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.json"
+    results_path, shared = out / results_file, out / "results.json"
     cells: list[dict] = read_json(results_path) if results_path.is_file() else []
-    done = {tuple(c.get(k) for k in KEY) for c in cells}
+    done = {tuple(c.get(k) for k in KEY) for c in cells + (
+        read_json(shared) if shared != results_path and shared.is_file() else [])}
     prep = prepare(data, profile, seed=0)
     dataset = data or profile.data
     # The reserve is held out whatever defenses this call runs, so that every defense of a grid (and a

@@ -6,14 +6,17 @@ Exit codes: 0 success, 2 bad input (missing file, bad setting, corrupt data), 1 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
 
+from . import dist
 from .errors import BadInputError
 
 # Each command module defines HELP (one line), EXAMPLE, add_arguments(parser) and run(args) -> int.
 COMMANDS = ("train", "evaluate", "poison", "defend", "audit", "bench", "demo", "report", "list")
+SHARDED = ("train", "defend", "audit", "bench")  # under torchrun every rank runs these (dist.py)
 
 EPILOG = """examples:
   advrbd demo                                   # poison bundled digits, defend, write demo-run/report.html
@@ -75,7 +78,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        # under torchrun: join the process group; ranks other than 0 compute their share and print nothing;
+        # commands that do not shard their work run on rank 0 alone
+        with dist.launched(getattr(args, "device", "auto")):
+            sharded = args.command in SHARDED
+            if not dist.is_writer():
+                if not sharded:
+                    return 0
+                args.quiet, args.json = True, False
+                logging.getLogger().setLevel(logging.ERROR)
+            with contextlib.nullcontext() if sharded else dist.local():
+                return int(args._run(args) or 0)
     except BadInputError as e:
         print(f"advrbd: error: {e}", file=sys.stderr)
         return 2

@@ -33,13 +33,20 @@ def _linf_pgd(objective, x: torch.Tensor, eps: float, steps: int, alpha: float, 
         # keep δ in x's memory format: mixing NCHW and NHWC tensors falls off the fast bf16 conv path
         return (d if mask is None else d * mask).contiguous(memory_format=cl)
 
-    delta = project((torch.rand(x.shape, generator=g, device=x.device) * 2 - 1) * eps)
+    delta = project((torch.rand(x.shape, generator=g, device=x.device) * 2 - 1) * eps)  # skip_pgd_start mirrors it
     for _ in range(steps):
         delta.requires_grad_(True)
         (grad,) = torch.autograd.grad(objective(delta).sum(), delta)
         with torch.no_grad():
             delta = project((delta + alpha * grad.sign()).clamp(-eps, eps)).detach()
     return delta
+
+
+def skip_pgd_start(g: torch.Generator, shape: tuple[int, ...], device) -> None:
+    """Advance ``g`` past the random start that :func:`_linf_pgd` draws for a batch of ``shape``: a rank that
+    leaves a batch to another rank still consumes its random numbers, so every batch gets the same ones as
+    in a single process (``advrbd.dist.map_batches``)."""
+    torch.rand(shape, generator=g, device=device)
 
 
 def consistency_kl(

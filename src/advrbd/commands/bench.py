@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import dist
 from ..config import parse_overrides
 from ..profiles import get_profile
 from .common import add_output_flags, emit, out_dir, progress_on
@@ -42,6 +43,8 @@ def add_arguments(p) -> None:
                    help="folder with the paper toolkits' trigger images (hellokitty_32.png, firefox_corner_32.png, "
                    "firefox_corner_split_{1..4}_32.png): blend, adaptive_blend, physical and adaptive_patch use "
                    "them instead of the generated defaults (paper Table I); --set NAME.trigger=... wins")
+    p.add_argument("--jobs", type=int, default=1, metavar="K",
+                   help="run K attack units at once, one process each, on the same device (default 1)")
     p.add_argument("--out", required=True, help="output directory (a rerun resumes it)")
     add_output_flags(p)
 
@@ -94,6 +97,8 @@ def run(args) -> int:
         from ..io import read_json
         from ..report import write_results_csv, write_results_md
 
+        if not dist.is_writer():  # under torchrun only rank 0 wrote results.json
+            return
         so_far = read_json(out / "results.json")  # tables stay current while a long grid runs
         write_results_csv(so_far, out / "results.csv")
         write_results_md(so_far, out / "results.md")
@@ -103,12 +108,19 @@ def run(args) -> int:
             print(f"{c['attack']:>15}{where} × {c['defense']:<12} ACC {c['acc']:6.2f}  ASR {asr}  "
                   f"{c['seconds']:7.1f} s", flush=True)
 
-    cells = run_grid(profile, args.data, attacks, defenses, out, rate=_numbers(args.rates, float, "--rates"),
-                     target=_numbers(args.targets, int, "--targets"),
-                     seeds=_numbers(args.seeds, int, "--seeds"), device=args.device, reserve=args.reserve,
-                     attack_settings={k: v for k, v in per.items() if k in ATTACKS}, role=args.role,
-                     defense_settings={k: v for k, v in per.items() if k not in ATTACKS},
-                     progress=progress_on(args), on_cell=on_cell)
+    kw = dict(rate=_numbers(args.rates, float, "--rates"), target=_numbers(args.targets, int, "--targets"),
+              device=args.device, reserve=args.reserve, role=args.role,
+              attack_settings={k: v for k, v in per.items() if k in ATTACKS},
+              defense_settings={k: v for k, v in per.items() if k not in ATTACKS})
+    seeds = _numbers(args.seeds, int, "--seeds")
+    if args.jobs != 1:
+        from ..bench_jobs import run_grid_jobs
+
+        cells = run_grid_jobs(profile, args.data, attacks, defenses, out, jobs=args.jobs, seeds=seeds,
+                              on_cell=on_cell, **kw)
+    else:
+        cells = run_grid(profile, args.data, attacks, defenses, out, seeds=seeds, progress=progress_on(args),
+                         on_cell=on_cell, **kw)
     report = write_outputs(out, cells)
     emit(args, f"{len(cells)} cells; wrote {out / 'results.json'}, results.csv, results.md, {report}",
          {"cells": cells, "out": str(out), "report": str(report)})
@@ -118,6 +130,8 @@ def run(args) -> int:
 def write_outputs(out: Path, cells: list[dict]) -> Path | None:
     from ..report import write_report, write_results_csv, write_results_md
 
+    if not dist.is_writer():
+        return None
     write_results_csv(cells, out / "results.csv")
     write_results_md(cells, out / "results.md")
     return write_report(out)

@@ -5,6 +5,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from .. import dist
 from ..defenses import DEFENSES
 from ..io import write_json
 from ..pipeline import (environment, evaluate_defense, make_context, prepare, resolve_recipe, RoundEvaluator,
@@ -109,7 +110,7 @@ def defend_to_dir(prep, profile, recipe, defense: str, settings: dict, out: Path
     write_json(out / "config.json", config)
     write_run(out, train, result, summary, evaluation, prep.poisoned)
     path = None
-    if report:
+    if report and dist.is_writer():  # the report reads the files that only rank 0 wrote
         from ..report import write_report
 
         path = write_report(out)

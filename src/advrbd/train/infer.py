@@ -5,6 +5,7 @@ import contextlib
 
 import torch
 
+from .. import dist
 from ..types import ImageData
 from .precision import bf16_is_fast, precision_choice  # noqa: F401  (re-exported)
 
@@ -39,21 +40,24 @@ def batched_apply(
     precision: str = "auto",
 ) -> torch.Tensor:
     """``fn(x)`` (default ``model(x)``; e.g. ``model.features``) over ``data`` in batches, with ``model`` in
-    eval mode; returns float32 on the CPU, ``N×...``. data: ImageData (uint8) or float [0,1] NCHW."""
+    eval mode; returns float32 on the CPU, ``N×...``. data: ImageData (uint8) or float [0,1] NCHW.
+    Under ``torchrun`` every rank must call it (each computes its share of the batches, all get all rows)."""
     fn = fn or model
     dev = model_device(model)
     was_training = model.training
     model.eval()
-    out = []
     n = len(data) if isinstance(data, ImageData) else data.shape[0]
-    for s in range(0, n, batch_size):
+
+    def one(s: int, e: int) -> torch.Tensor:
         if isinstance(data, ImageData):
-            x = data.images[s : s + batch_size].to(dev).permute(0, 3, 1, 2).float().div_(255)
+            x = data.images[s:e].to(dev).permute(0, 3, 1, 2).float().div_(255)
         else:
-            x = data[s : s + batch_size].to(dev)
+            x = data[s:e].to(dev)
         x = x.contiguous(memory_format=torch.channels_last)
         with autocast(dev, precision):
-            out.append(fn(x).float().cpu())
+            return fn(x).float().cpu()
+
+    out = dist.map_batches(n, batch_size, one)  # under torchrun: batches shared by the ranks
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 0)
 

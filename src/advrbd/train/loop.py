@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .. import dist
 from ..io import atomic_write_bytes
 from ..seeding import generator
 from ..types import ImageData
@@ -143,6 +144,11 @@ def fit(
                 same weights as an uninterrupted run (shuffling and augmentation derive from (seed, epoch)).
                 A ``loss``/``mix`` hook is not fingerprinted: callers name the file after their settings.
     progress:   show a progress bar (a string is used as its title).
+
+    Under ``torchrun`` every rank calls ``fit`` alike: each global batch (same order, same augmentation draws
+    as one process) is split over the ranks, gradients are all-reduced (DistributedDataParallel) so the step
+    equals one process's up to BatchNorm, which normalises each rank's slice with its own statistics (the
+    running statistics are averaged over the ranks after each epoch).
     """
     dev = resolve_device(cfg.device)
     n_all = len(data)
@@ -183,6 +189,10 @@ def fit(
             log.info("resuming %s after epoch %d", ckpt, start_epoch)
         else:
             log.warning("ignoring checkpoint %s: it belongs to other settings", ckpt)
+    dist.same_on_all_ranks(start_epoch, f"the epoch {ckpt} resumes from")
+    # a global batch too small to give every rank two samples runs in full on every rank instead
+    sharded = dist.enabled() and bs >= 2 * dist.world_size() and any(p.requires_grad for p in model.parameters())
+    net = dist.wrap(model) if sharded else model
     title = progress if isinstance(progress, str) else "train"
     terminal = stderr_is_terminal()
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=title, disable=not progress or not terminal,
@@ -211,22 +221,33 @@ def fit(
             y = y_dev[idx]
             if mix is not None:
                 x, y_other, lam = mix(x, y, g)
+            mine = idx
+            if sharded:  # this rank's slice of the batch, augmented above like the whole batch
+                part = dist.shard_slice(idx.numel())
+                mine, x, y = idx[part], x[part], y[part]
+                if mix is not None:
+                    y_other = y_other[part]
+                    lam = lam[part] if isinstance(lam, torch.Tensor) and lam.ndim else lam
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(dev, cfg.precision):
-                logits = model(x)
-            per = loss_fn(logits.float(), y, idx)
+                logits = net(x)
+            per = loss_fn(logits.float(), y, mine)
             if mix is not None:
-                per = lam * per + (1 - lam) * loss_fn(logits.float(), y_other, idx)
+                per = lam * per + (1 - lam) * loss_fn(logits.float(), y_other, mine)
             if w_dev is not None:
-                per = per * w_dev[idx]
+                per = per * w_dev[mine]
             batch_loss = per.sum() / idx.numel()
             opt.zero_grad(set_to_none=True)
-            batch_loss.backward()
+            # DDP averages the ranks' gradients; the batch's gradient is their sum
+            (batch_loss * dist.world_size() if sharded else batch_loss).backward()
             opt.step()
             loss_sum += batch_loss.detach()
             seen += idx.numel()
             bar.update(1)
+        if sharded:
+            loss_sum = dist.all_reduce_sum(loss_sum)
+            dist.average_bn_stats(model)
         rec = {"epoch": epoch + 1, "loss": loss_sum.item() / max(1, steps_per_epoch),
                "seconds": time.perf_counter() - te}
         history.append(rec)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from ... import dist
 from ...train.loop import stderr_is_terminal
-
 from ...adversarial import consistency_kl, frozen_eval, random_patch_masks
+from ...adversarial.pgd import skip_pgd_start
 from ...seeding import generator
 from ...train.infer import autocast, model_device
 from ...types import ImageData
@@ -32,18 +33,23 @@ def consistency_scores(
     c, h, w = data.shape
     side = max(1, round(s.patch_frac * min(h, w)))
     g = generator(seed, "advrbd-score", stage, device=dev)
-    out = []
-    bar = tqdm(total=len(indices), desc=f"scoring ({stage})", disable=not progress or not stderr_is_terminal(),
-               unit="img", leave=False)
+    bar = tqdm(total=len(indices), desc=f"scoring ({stage})", disable=not progress or not stderr_is_terminal(), unit="img", leave=False)
+
+    def one(start: int, stop: int) -> torch.Tensor:
+        idx = indices[start:stop]
+        x = data.float_nchw(idx, dev).contiguous(memory_format=torch.channels_last)
+        mask = random_patch_masks(len(idx), h, w, side, g, dev)
+        kl = consistency_kl(model, x, mask, s.eps, s.pgd_steps, g, autocast_ctx=lambda: autocast(dev))
+        bar.update(len(idx))
+        return kl.float().cpu()
+
+    def skip(start: int, stop: int) -> None:  # another rank's batch: draw its random numbers all the same
+        random_patch_masks(stop - start, h, w, side, g, dev)
+        skip_pgd_start(g, (stop - start, c, h, w), dev)
+
     with frozen_eval(model):
         try:
-            for start in range(0, len(indices), s.batch_size):
-                idx = indices[start : start + s.batch_size]
-                x = data.float_nchw(idx, dev).contiguous(memory_format=torch.channels_last)
-                mask = random_patch_masks(len(idx), h, w, side, g, dev)
-                kl = consistency_kl(model, x, mask, s.eps, s.pgd_steps, g, autocast_ctx=lambda: autocast(dev))
-                out.append(kl.float().cpu())
-                bar.update(len(idx))
+            out = dist.map_batches(len(indices), s.batch_size, one, skip)  # under torchrun: shared by ranks
         finally:
             bar.close()
     return torch.cat(out) if out else torch.empty(0)
