@@ -227,3 +227,25 @@ def test_latent_splits_isolate_a_planted_subgroup_of_its_class():
     j_star, in_smaller = latent_splits(_PooledFeatures(), data)
     assert j_star.shape == (5,) and bool(in_smaller[planted].all())
     assert int((in_smaller & (data.labels == 2)).sum()) == 30
+
+
+def test_spread_test_tells_scattered_sources_from_a_natural_neighbour():
+    """A subgroup whose second choices are spread like the other classes (dirty-label poisons from random
+    sources) passes; one whose second choices crowd onto a neighbour (a natural mode) does not."""
+    from advrbd.defenses.advrbd.guard import MIN_SPREAD_P, evidence_classes, spread_pvalues
+
+    k, per = 5, 200
+    labels = torch.arange(k).repeat_interleave(per)
+    g = torch.Generator().manual_seed(0)
+    second = torch.randint(0, k, (len(labels),), generator=g)
+    second = torch.where(second == labels, (labels + 1) % k, second)  # never the given label
+    in_smaller = torch.zeros(len(labels), dtype=torch.bool)
+    in_smaller[torch.arange(0, len(labels), 2)] = True  # half of each class
+    crowd = (labels != 3) & in_smaller
+    second[crowd] = torch.where(torch.rand(int(crowd.sum()), generator=g) < 0.8, (labels[crowd] + 1) % k, second[crowd])
+    logits = torch.zeros(len(labels), k)
+    logits[torch.arange(len(labels)), labels] = 5.0
+    logits[torch.arange(len(labels)), second] = 3.0
+    p = spread_pvalues(logits, labels, in_smaller)
+    assert p[3] >= MIN_SPREAD_P and bool((p[torch.arange(k) != 3] < 1e-12).all())
+    assert evidence_classes(torch.zeros(k), p) == [3]

@@ -43,17 +43,20 @@ def run_verdict(train: ImageData, result: DefenseResult, evaluation: dict | None
             c = classes[0]
             e = ev.get(c, {})
             others = [float(x.get("j_star", 0.0)) for k, x in ev.items() if k != c]
-            evidence = (f"a subgroup of {e.get('n_subgroup', '?')} of its samples stands apart in the model's features "
-                        f"as in no other class (J* = {e.get('j_star', float('nan')):.1f}; every other class "
-                        f"≤ {max(others, default=float('nan')):.1f})")
+            evidence = (f"a subgroup of {e.get('n_subgroup', '?')} of its samples splits off in the model's features "
+                        f"and the model's second choices for them are spread like the other classes, as a "
+                        f"dirty-label attacker's source images are (p = {e.get('spread_p', float('nan')):.2g}; natural "
+                        f"subgroups crowd onto a few neighbours); J* = {e.get('j_star', float('nan')):.1f}, every "
+                        f"other class ≤ {max(others, default=float('nan')):.1f}")
             out.update(backdoor_suspected=True, target_class=c, target_name=train.classes[c], evidence=evidence)
             parts.append(f"Backdoor suspected, targeting class {train.classes[c]!r} (label {c}): {evidence}."
                          + (f" Also suspected: {', '.join(repr(train.classes[k]) for k in classes[1:])}."
                             if len(classes) > 1 else ""))
         else:
             j = [float(x.get("j_star", 0.0)) for x in ev.values()]
-            parts.append("No backdoor suspected: no class has a subgroup that stands apart from every other class "
-                         f"(largest J* {max(j, default=float('nan')):.1f}); the model is the standard training's.")
+            parts.append("No backdoor suspected: no class has a subgroup whose second choices are spread like a "
+                         f"dirty-label attack's or that stands apart (largest J* {max(j, default=float('nan')):.1f}); "
+                         "the model is the standard training's.")
     elif c is not None:
         share = float(per_class[c]) / nf
         others = torch.cat([rates[:c], rates[c + 1:]])

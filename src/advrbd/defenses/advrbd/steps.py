@@ -8,11 +8,12 @@ from typing import Any, Callable
 
 import torch
 
+from ...train.infer import predict_logits
 from ...train.loop import TrainConfig, fit
 from .._common import scaled_epochs
 from ..base import DefenseContext
 from .enhance import enhance
-from .guard import evidence_classes, evidence_record, latent_splits, verdict
+from .guard import evidence_classes, evidence_record, latent_splits, spread_pvalues, verdict
 from .identify import combine, round_margins
 from .policy import relearn_actions, trained
 from .ranking import verdict_score
@@ -80,9 +81,10 @@ def _score(r: Run, store, key) -> dict:
 
 def _guard(r: Run, store, key) -> dict:
     if r.s.guard.rule == "off":
-        return {"j_star": torch.zeros(0), "in_smaller": r.in_smaller, "classes": []}
+        return {"j_star": torch.zeros(0), "spread_p": torch.zeros(0), "in_smaller": r.in_smaller, "classes": []}
     j, smaller = latent_splits(r.model, r.data, r.s.seed)
-    return {"j_star": j, "in_smaller": smaller, "classes": evidence_classes(j)}
+    p = spread_pvalues(predict_logits(r.model, r.data), r.data.labels.cpu(), smaller)
+    return {"j_star": j, "spread_p": p, "in_smaller": smaller, "classes": evidence_classes(j, p)}
 
 
 def _load_guard(r: Run, saved: dict) -> None:
@@ -90,7 +92,7 @@ def _load_guard(r: Run, saved: dict) -> None:
     r.in_smaller = saved["in_smaller"]
     r.evidence_classes = [int(c) for c in saved["classes"]]
     if r.j_star is not None:
-        r.evidence = evidence_record(r.j_star, r.in_smaller, r.data.labels, r.evidence_classes)
+        r.evidence = evidence_record(r.j_star, saved["spread_p"], r.in_smaller, r.data.labels, r.evidence_classes)
 
 
 def _acts(r: Run) -> bool:
