@@ -147,7 +147,8 @@ def test_gtsrb_reader(tmp_path: Path):
 
 @pytest.mark.parametrize("row,match", [("bad;row", r"GT-00001\.csv:3"),
                                        ("00000_00001.ppm;24;25;1;1;20;18;7", r"GT-00001\.csv:3.*ClassId 7"),
-                                       ("00000_00001.ppm;24;25;1;1;20;18;-1", "ClassId -1")])
+                                       ("00000_00001.ppm;24;25;1;1;20;18;-1", "ClassId -1"),
+                                       ("../00000_00001.ppm;24;25;1;1;20;18;1", "bad file name")])
 def test_gtsrb_bad_rows(tmp_path: Path, row: str, match: str, caplog):
     write_gtsrb(tmp_path / "g", {"00001": ["00000_00000.ppm;24;20;1;1;20;18;1", row]})
     with pytest.raises(BadInputError, match=match):
