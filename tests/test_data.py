@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import advrbd.data.decode as decode_mod
-from advrbd.data import (DATASETS, load_dataset, make_synthetic, parse_spec, stratified_subset,
+from advrbd.data import (DATASETS, load_dataset, make_synthetic, parse_spec, spec_path, stratified_subset,
                          write_imagefolder)
 from advrbd.data.cifar import CIFAR_SOURCES, load_pickle
 from advrbd.errors import BadInputError
@@ -379,3 +379,4 @@ def test_registry_entries_described():
     assert formats <= set(DATASETS.names())
     assert all(e.description for e in DATASETS.entries())
     assert parse_spec("synthetic") == ("synthetic", "") and parse_spec("cifar10:/a:b") == ("cifar10", "/a:b")
+    assert spec_path("digits") is None and spec_path("cifar10:/a:b") == Path("/a:b")

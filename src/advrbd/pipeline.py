@@ -43,21 +43,15 @@ def prepare(spec: str | None, profile: Profile, *, resize: int | None = None, sk
             download: bool = False, seed: int = 0) -> Prepared:
     """Load ``spec`` (or the profile's default data), apply the profile's stratified subset, and pick up
     ground truth when the data is a directory written by ``advrbd poison`` (it has a manifest.json)."""
-    from .data import load_dataset, stratified_subset
+    from .attacks import load_data
+    from .data import stratified_subset
 
     spec = spec or profile.data
     if spec is None:
         from .errors import BadInputError
 
         raise BadInputError(f"profile {profile.name!r} needs --data (e.g. --data imagefolder:/path/to/cifar10)")
-    root = Path(spec.split(":", 1)[1] if ":" in spec and not spec.startswith("/") else spec)
-    poisoned = attack = None
-    if (root / "manifest.json").is_file():
-        from .attacks import load_poisoned
-
-        poisoned, splits, attack = load_poisoned(root)
-    else:
-        splits = load_dataset(spec, resize=resize, skip_bad=skip_bad, download=download)
+    poisoned, splits, attack = load_data(spec, resize=resize, skip_bad=skip_bad, download=download)
     if profile.subset and profile.subset < len(splits.train):
         pos = stratified_subset(splits.train, profile.subset, seed).index  # positions in the full set
         if poisoned is not None:
