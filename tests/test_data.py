@@ -372,6 +372,7 @@ def test_download_failures(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(b"not the archive"))
     with pytest.raises(BadInputError, match="md5"):
         load(f"cifar10:{tmp_path / 'none'}", tmp_path, download=True)
+    assert not list((tmp_path / "none").glob(".*.part"))  # the corrupt download is not left behind
 
 
 def test_registry_entries_described():
@@ -380,3 +381,20 @@ def test_registry_entries_described():
     assert all(e.description for e in DATASETS.entries())
     assert parse_spec("synthetic") == ("synthetic", "") and parse_spec("cifar10:/a:b") == ("cifar10", "/a:b")
     assert spec_path("digits") is None and spec_path("cifar10:/a:b") == Path("/a:b")
+
+
+def test_atomic_writer_all_or_nothing(tmp_path: Path):
+    from advrbd.io import atomic_writer
+
+    target = tmp_path / "sub" / "f.bin"
+    with atomic_writer(target) as f:
+        f.write(b"one")
+    assert target.read_bytes() == b"one"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as readable as any new file, not mkstemp's 0600
+    with pytest.raises(RuntimeError):
+        with atomic_writer(target) as f:
+            f.write(b"two")
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"one" and sorted(p.name for p in target.parent.iterdir()) == ["f.bin"]
