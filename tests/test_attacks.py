@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from advrbd.attacks import ATTACKS, RateCapWarning, create_attack, load_poisoned
+from advrbd.attacks import ATTACKS, RateCapWarning, create_attack, load_data, load_poisoned
 from advrbd.attacks import triggers
 from advrbd.errors import BadInputError, ConfigError
 from advrbd.train import TrainConfig
@@ -353,6 +353,11 @@ def test_cli_poison_roundtrip(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out == ""
     pd2, _, attack2 = load_poisoned(out)
     assert attack2.name == "badnet" and int(pd2.poison_mask.sum()) == 10 and int(pd2.cover_mask.sum()) == 0
+    # any spec naming the folder finds its ground truth; other data comes without
+    for s in (str(out), f"imagefolder:{out}"):
+        pd3, _, attack3 = load_data(s)
+        assert torch.equal(pd3.poison_mask, pd2.poison_mask) and attack3 == attack2
+    assert load_data(spec)[0] is None and load_data(spec)[2] is None
     # unknown trigger settings are bad input
     assert _cli(["poison", "--data", spec, "--attack", "wanet", "--set", "bogus=1", "--out", str(tmp_path / "q")], monkeypatch) == 2
     assert not (tmp_path / "q").exists()

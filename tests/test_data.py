@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import advrbd.data.decode as decode_mod
-from advrbd.data import (DATASETS, load_dataset, make_synthetic, parse_spec, stratified_subset,
+from advrbd.data import (DATASETS, load_dataset, make_synthetic, parse_spec, spec_path, stratified_subset,
                          write_imagefolder)
 from advrbd.data.cifar import CIFAR_SOURCES, load_pickle
 from advrbd.errors import BadInputError
@@ -147,7 +147,8 @@ def test_gtsrb_reader(tmp_path: Path):
 
 @pytest.mark.parametrize("row,match", [("bad;row", r"GT-00001\.csv:3"),
                                        ("00000_00001.ppm;24;25;1;1;20;18;7", r"GT-00001\.csv:3.*ClassId 7"),
-                                       ("00000_00001.ppm;24;25;1;1;20;18;-1", "ClassId -1")])
+                                       ("00000_00001.ppm;24;25;1;1;20;18;-1", "ClassId -1"),
+                                       ("../00000_00001.ppm;24;25;1;1;20;18;1", "bad file name")])
 def test_gtsrb_bad_rows(tmp_path: Path, row: str, match: str, caplog):
     write_gtsrb(tmp_path / "g", {"00001": ["00000_00000.ppm;24;20;1;1;20;18;1", row]})
     with pytest.raises(BadInputError, match=match):
@@ -371,6 +372,7 @@ def test_download_failures(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(b"not the archive"))
     with pytest.raises(BadInputError, match="md5"):
         load(f"cifar10:{tmp_path / 'none'}", tmp_path, download=True)
+    assert not list((tmp_path / "none").glob(".*.part"))  # the corrupt download is not left behind
 
 
 def test_registry_entries_described():
@@ -378,3 +380,21 @@ def test_registry_entries_described():
     assert formats <= set(DATASETS.names())
     assert all(e.description for e in DATASETS.entries())
     assert parse_spec("synthetic") == ("synthetic", "") and parse_spec("cifar10:/a:b") == ("cifar10", "/a:b")
+    assert spec_path("digits") is None and spec_path("cifar10:/a:b") == Path("/a:b")
+
+
+def test_atomic_writer_all_or_nothing(tmp_path: Path):
+    from advrbd.io import atomic_writer
+
+    target = tmp_path / "sub" / "f.bin"
+    with atomic_writer(target) as f:
+        f.write(b"one")
+    assert target.read_bytes() == b"one"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as readable as any new file, not mkstemp's 0600
+    with pytest.raises(RuntimeError):
+        with atomic_writer(target) as f:
+            f.write(b"two")
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"one" and sorted(p.name for p in target.parent.iterdir()) == ["f.bin"]

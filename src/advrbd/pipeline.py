@@ -54,7 +54,8 @@ def prepare(spec: str | None, profile: Profile | None, *, resize: int | None = N
 
     ``subset``: "profile" = the profile's subset (benchmarks), None = every sample, N = N samples.
     ``Prepared.n_total`` and ``Prepared.subset_source`` say whether a subset was taken and why."""
-    from .data import load_dataset, stratified_subset
+    from .attacks import load_data
+    from .data import stratified_subset
 
     spec = spec or (profile.data if profile is not None else None)
     if spec is None:
@@ -62,14 +63,7 @@ def prepare(spec: str | None, profile: Profile | None, *, resize: int | None = N
 
         needs = f"profile {profile.name!r} needs" if profile is not None else "needs"
         raise BadInputError(f"{needs} --data (e.g. --data imagefolder:/path/to/cifar10)")
-    root = Path(spec.split(":", 1)[1] if ":" in spec and not spec.startswith("/") else spec)
-    poisoned = attack = None
-    if (root / "manifest.json").is_file():
-        from .attacks import load_poisoned
-
-        poisoned, splits, attack = load_poisoned(root)
-    else:
-        splits = load_dataset(spec, resize=resize, skip_bad=skip_bad, download=download)
+    poisoned, splits, attack = load_data(spec, resize=resize, skip_bad=skip_bad, download=download)
     n_total, source = len(splits.train), None
     if subset == "profile":
         subset, source = (profile.subset if profile is not None else None), f"profile {getattr(profile, 'name', '')}"

@@ -12,6 +12,6 @@ Importing this package registers every attack.
 # Registration, in SPEC §4 order (the order `advrbd list` and the registry contract tests show).
 from . import badnet, blend, sig, wanet, physical, tact, adaptive_blend, adaptive_patch  # noqa: F401,I001
 from .base import ATTACKS, Attack, AttackWarning, PatternAttack, RateCapWarning, create_attack
-from .poisoned import load_poisoned, write_poisoned
+from .poisoned import load_data, load_poisoned, write_poisoned
 
-__all__ = ["ATTACKS", "Attack", "AttackWarning", "PatternAttack", "RateCapWarning", "create_attack", "load_poisoned", "write_poisoned"]
+__all__ = ["ATTACKS", "Attack", "AttackWarning", "PatternAttack", "RateCapWarning", "create_attack", "load_data", "load_poisoned", "write_poisoned"]

@@ -144,6 +144,19 @@ def load_poisoned(path: str | Path) -> tuple[PoisonedDataset, Splits, Attack]:
     return pd, splits, attack
 
 
+def load_data(spec: str, *, resize: int | None = None, skip_bad: bool = False,
+              download: bool = False) -> tuple[PoisonedDataset | None, Splits, Attack | None]:
+    """``(ground truth or None, splits, attack or None)`` of a dataset spec: a folder written by ``advrbd
+    poison`` (it holds a manifest) comes back through :func:`load_poisoned`, anything else through
+    :func:`advrbd.data.load_dataset` with no ground truth."""
+    from ..data import load_dataset, spec_path
+
+    root = spec_path(spec)
+    if root is not None and (root / MANIFEST).is_file():
+        return load_poisoned(root)
+    return None, load_dataset(spec, resize=resize, skip_bad=skip_bad, download=download), None
+
+
 def save_gallery(path: str | Path, clean: ImageData, pd: PoisonedDataset, attack: Attack, n_poison: int = 4, n_cover: int = 2) -> None:
     """PNG grid, one column per example (a few poison, then cover samples): row 1 the clean image,
     row 2 the training image as the victim gets it (with its label), row 3 the test-time trigger."""

@@ -35,12 +35,9 @@ def run(args) -> int:
         spec = args.data or cfg.get("data")
         if not spec:
             raise BadInputError("no --data given and the run does not record its data")
-        if (Path(spec.split(":", 1)[-1]) / "manifest.json").is_file():
-            from ..attacks import load_poisoned
+        from ..attacks import load_data
 
-            _, splits, attack = load_poisoned(Path(spec.split(":", 1)[-1]))
-        else:
-            splits = load_dataset(spec, resize=args.resize or cfg.get("resize"))
+        _, splits, attack = load_data(spec, resize=args.resize or cfg.get("resize"))
         test = splits.test
     if test.num_classes != cfg["num_classes"]:
         raise BadInputError(f"the test data has {test.num_classes} classes, the model {cfg['num_classes']}")

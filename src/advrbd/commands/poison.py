@@ -42,8 +42,10 @@ def _check_out(out: Path, source: str, overwrite: bool) -> None:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise BadInputError(f"--out {out} is not empty; choose another folder or pass --overwrite")
     # Never write into (or over) the source data, even with --overwrite.
-    src = Path(source.split(":", 1)[-1]).expanduser()
-    if src.exists():
+    from ..data import spec_path
+
+    src = spec_path(source)
+    if src is not None and src.exists():
         a, b = out.resolve(), src.resolve()
         if a == b or a in b.parents or b in a.parents:
             raise BadInputError(f"--out {out} overlaps the source data {src}; choose a separate folder")

@@ -8,7 +8,7 @@ labels; ``load_dataset("cifar10:/data/cifar-10-batches-py")`` is the one call th
 from . import imagefolder, cifar, gtsrb, tinyimagenet, synthetic  # noqa: F401, I001
 from .base import DATASETS, IMAGE_EXTS, LoadOptions
 from .cache import default_cache_dir
-from .loader import DatasetSpec, load_dataset, parse_spec
+from .loader import DatasetSpec, load_dataset, parse_spec, spec_path
 from .subset import stratified_split, stratified_subset
 from .synthetic import make_synthetic
 from .writer import write_imagefolder
@@ -22,6 +22,7 @@ __all__ = [
     "load_dataset",
     "make_synthetic",
     "parse_spec",
+    "spec_path",
     "stratified_split",
     "stratified_subset",
     "write_imagefolder",

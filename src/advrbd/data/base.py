@@ -81,6 +81,45 @@ def image_files(folder: Path) -> list[str]:
         return sorted(e.name for e in it if is_image_name(e.name) and e.is_file())
 
 
+def read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
+    """The lines of a label file, or a one-line error naming it."""
+    try:
+        return path.read_text(encoding=encoding).splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInputError(f"cannot read {path}: {e}") from None
+
+
+def label_rows(path: Path, lines: Sequence[str], first_lineno: int, images_dir: Path,
+               parse: Callable[[str], tuple[str, int]], skip_bad: bool) -> tuple[list[str], list[int], int]:
+    """``(image paths, labels, skipped rows)`` of the data rows of a label file (GTSRB CSV, Tiny-ImageNet
+    annotations); ``lines[0]`` is line ``first_lineno`` of ``path``; blank lines are passed over.
+
+    ``parse(line) -> (file name, label)`` raises ``ValueError`` for a bad row; so does a file name that could
+    leave ``images_dir`` (a path separator or a leading dot). A bad row is a :class:`BadInputError` naming the
+    file and line, or a skip with ``skip_bad``.
+    """
+    files: list[str] = []
+    labels: list[int] = []
+    skipped = 0
+    for lineno, line in enumerate(lines, start=first_lineno):
+        if not line.strip():
+            continue
+        try:
+            name, label = parse(line)
+            if not name or "/" in name or "\\" in name or name.startswith("."):
+                raise ValueError(f"bad file name {name!r}")
+        except ValueError as e:
+            if not skip_bad:
+                raise BadInputError(f"{path}:{lineno}: unreadable row {line!r} ({e})") from None
+            skipped += 1
+            continue
+        files.append(str(images_dir / name))
+        labels.append(label)
+    if skipped:
+        log.warning("skipped %d unreadable row(s) of %s", skipped, path)
+    return files, labels, skipped
+
+
 def content_fingerprint(train: ImageData, test: ImageData) -> str:
     """16 hex digits of a sha256 over pixels, labels and class names of both splits.
 

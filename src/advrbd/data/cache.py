@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import struct
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -25,6 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..io import atomic_writer
 from ..types import ImageData, Splits
 from .base import LoadOptions
 
@@ -92,18 +92,8 @@ def save_splits(path: Path, splits: Splits, skipped: int = 0) -> None:
         arrays[f"{name}_images"] = part.images.numpy()
         arrays[f"{name}_labels"] = part.labels.numpy()
         arrays[f"{name}_paths"] = np.array(part.paths if part.paths is not None else [], dtype=str)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a cache is as readable as any new file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as f:
+        np.savez(f, **arrays)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

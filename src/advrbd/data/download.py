@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tarfile
-import tempfile
 from pathlib import Path, PurePosixPath
 from urllib import request
 
 from ..errors import BadInputError
+from ..io import atomic_writer
 
 log = logging.getLogger(__name__)
 
@@ -30,26 +29,21 @@ def fetch(url: str, dest_dir: Path, md5: str) -> Path:
     name = url.rsplit("/", 1)[-1]
     target = dest_dir / name
     manual = f"download {url} by hand (md5 {md5}) and extract it into {dest_dir}"
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{name}.", suffix=".part")
     digest = hashlib.md5()
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_writer(target, suffix=".part") as out:
             log.warning("downloading %s to %s", url, dest_dir)
             with request.urlopen(url, timeout=_TIMEOUT_S) as resp:
                 while chunk := resp.read(1 << 20):
                     digest.update(chunk)
                     out.write(chunk)
-        if digest.hexdigest() != md5:
-            raise BadInputError(
-                f"download of {url} is corrupt (md5 {digest.hexdigest()}, expected {md5}); {manual}"
-            )
-        os.replace(tmp, target)
+            if digest.hexdigest() != md5:
+                raise BadInputError(
+                    f"download of {url} is corrupt (md5 {digest.hexdigest()}, expected {md5}); {manual}"
+                )
     except BadInputError:
-        Path(tmp).unlink(missing_ok=True)
         raise
     except Exception as e:  # noqa: BLE001 - offline, DNS, HTTP error, timeout, disk full: all one message
-        Path(tmp).unlink(missing_ok=True)
         raise BadInputError(f"could not download {url} ({type(e).__name__}: {e}); {manual}") from None
     return target
 

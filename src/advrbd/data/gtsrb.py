@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from ..types import Splits
-from .base import DATASETS, LoadOptions, existing_dir, subdirs
+from .base import DATASETS, LoadOptions, existing_dir, label_rows, read_lines, subdirs
 from .cache import cached
 from .decode import decode_splits
 
@@ -38,41 +38,24 @@ def read_csv(csv: Path, images_dir: Path, num_classes: int, skip_bad: bool) -> t
     A row that cannot be parsed, names a file outside ``images_dir`` or has a ``ClassId`` outside
     ``0..num_classes-1`` is a :class:`BadInputError` naming the CSV and line, or a skip with ``skip_bad``.
     """
-    try:
-        lines = csv.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInputError(f"cannot read {csv}: {e}") from None
+    lines = read_lines(csv, "utf-8-sig")
     if not lines:
         raise BadInputError(f"{csv} is empty (expected the header Filename;...;ClassId)")
     header = [h.strip() for h in lines[0].split(";")]
     if "Filename" not in header or "ClassId" not in header:
         raise BadInputError(f"{csv}:1: header must name the Filename and ClassId columns, found {lines[0]!r}")
     col_file, col_class = header.index("Filename"), header.index("ClassId")
-    files: list[str] = []
-    labels: list[int] = []
-    skipped = 0
-    for lineno, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
+
+    def parse(line: str) -> tuple[str, int]:
         cells = [c.strip() for c in line.split(";")]
-        try:
-            if len(cells) != len(header):
-                raise ValueError(f"{len(cells)} fields, expected {len(header)}")
-            name, label = cells[col_file], int(cells[col_class])
-            if not name or "/" in name or "\\" in name or name.startswith("."):
-                raise ValueError(f"bad file name {name!r}")
-            if not 0 <= label < num_classes:
-                raise ValueError(f"ClassId {label} is outside 0..{num_classes - 1}")
-        except ValueError as e:
-            if not skip_bad:
-                raise BadInputError(f"{csv}:{lineno}: unreadable row {line!r} ({e})") from None
-            skipped += 1
-            continue
-        files.append(str(images_dir / name))
-        labels.append(label)
-    if skipped:
-        log.warning("skipped %d unreadable row(s) of %s", skipped, csv)
-    return files, labels, skipped
+        if len(cells) != len(header):
+            raise ValueError(f"{len(cells)} fields, expected {len(header)}")
+        name, label = cells[col_file], int(cells[col_class])
+        if not 0 <= label < num_classes:
+            raise ValueError(f"ClassId {label} is outside 0..{num_classes - 1}")
+        return name, label
+
+    return label_rows(csv, lines[1:], 2, images_dir, parse, skip_bad)
 
 
 def _scan(root: Path, skip_bad: bool) -> tuple[list[str], tuple, tuple, int]:

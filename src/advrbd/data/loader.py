@@ -58,6 +58,13 @@ def parse_spec(spec: str) -> DatasetSpec:
     return DatasetSpec(_guess_format(spec), spec)
 
 
+def spec_path(spec: str) -> Path | None:
+    """The path a spec names (``cifar10:/data/x`` and ``/data/x`` give ``/data/x``); None when the spec has no
+    argument (``digits``). A generated set's options (``synthetic:n=100``) name no existing path."""
+    arg = parse_spec(spec).arg
+    return Path(arg).expanduser() if arg else None
+
+
 def _guess_format(spec: str) -> str:
     path = Path(spec).expanduser()
     if not path.exists():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from ..types import Splits
-from .base import DATASETS, LoadOptions, existing_dir, image_files, subdirs
+from .base import DATASETS, LoadOptions, existing_dir, image_files, label_rows, read_lines, subdirs
 from .cache import cached
 from .decode import decode_splits
 
@@ -29,35 +29,17 @@ def read_annotations(
     A row without two tab-separated fields, with an odd file name or with a wnid that is not a train
     class is a :class:`BadInputError` naming the file and line, or a skip with ``skip_bad``.
     """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInputError(f"cannot read {path}: {e}") from None
-    files: list[str] = []
-    labels: list[int] = []
-    skipped = 0
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+
+    def parse(line: str) -> tuple[str, int]:
         cells = line.split("\t")
-        try:
-            if len(cells) < 2:
-                raise ValueError("expected <file>\\t<wnid>\\t...")
-            name, wnid = cells[0].strip(), cells[1].strip()
-            if not name or "/" in name or "\\" in name or name.startswith("."):
-                raise ValueError(f"bad file name {name!r}")
-            if wnid not in index:
-                raise ValueError(f"class {wnid!r} is not a train class")
-        except ValueError as e:
-            if not skip_bad:
-                raise BadInputError(f"{path}:{lineno}: unreadable row {line!r} ({e})") from None
-            skipped += 1
-            continue
-        files.append(str(images_dir / name))
-        labels.append(index[wnid])
-    if skipped:
-        log.warning("skipped %d unreadable row(s) of %s", skipped, path)
-    return files, labels, skipped
+        if len(cells) < 2:
+            raise ValueError("expected <file>\\t<wnid>\\t...")
+        name, wnid = cells[0].strip(), cells[1].strip()
+        if wnid not in index:
+            raise ValueError(f"class {wnid!r} is not a train class")
+        return name, index[wnid]
+
+    return label_rows(path, read_lines(path), 1, images_dir, parse, skip_bad)
 
 
 def _scan(root: Path, skip_bad: bool) -> tuple[list[str], tuple, tuple, int]:

@@ -1,4 +1,4 @@
-"""Small helpers shared by the baseline defenses: feature extraction, per-sample losses, setting checks.
+"""Small helpers shared by the defenses: feature extraction, per-sample losses, setting checks, stage lengths.
 
 No training loops live here: every baseline trains through :func:`advrbd.train.loop.fit`.
 """
@@ -31,7 +31,7 @@ def check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool 
 
 
 def scaled_epochs(factor: float, epochs: int) -> int:
-    """``factor × epochs`` rounded, at least 1 (stage lengths are relative to the profile's recipe)."""
+    """``factor × epochs`` rounded, at least 1: the one rule for stage lengths relative to the profile's recipe."""
     return max(1, int(round(factor * epochs)))
 
 

@@ -1,9 +1,6 @@
 """Detection numbers for the report, from samples.csv ground truth or from evaluation.json.
 
-Definitions (SPEC section 6): recall = flagged poisoned / poisoned; FPR = flagged clean / clean, where
-clean = neither poisoned nor cover; precision = flagged poisoned / (flagged poisoned + flagged clean); cover
-samples are left out of all of these (and of AUROC) and reported separately — as in
-``advrbd.metrics.detection``. Percent, except AUROC in [0, 1].
+The metrics themselves (SPEC section 6) are :mod:`advrbd.metrics.detection`'s, the one implementation.
 """
 from __future__ import annotations
 
@@ -11,33 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics.detection import detection_metrics, rates
 from .load import RunData, Samples
 
-
-def _pct(num: int, den: int) -> float | None:
-    return 100.0 * num / den if den else None
+_KEYS = ("recall", "fpr", "precision", "n_flagged", "n_poison", "auroc", "cover_flagged", "n_cover")
 
 
 def compute_detection(sm: Samples) -> dict[str, Any]:
-    p, f = sm.poison, sm.flagged
-    c = sm.cover & ~p if sm.cover is not None else np.zeros_like(p)
-    clean = ~p & ~c
-    out: dict[str, Any] = {
-        "recall": _pct(int((f & p).sum()), int(p.sum())),
-        "fpr": _pct(int((f & clean).sum()), int(clean.sum())),
-        "precision": _pct(int((f & p).sum()), int((f & (p | clean)).sum())),
-        "n_flagged": int(f.sum()),
-        "n_poison": int(p.sum()),
-        "auroc": None,
-        "cover_flagged": _pct(int((f & c).sum()), int(c.sum())),
-        "n_cover": int(c.sum()),
-    }
-    ok = np.isfinite(sm.score) & ~c
-    if p[ok].any() and not p[ok].all():
-        from sklearn.metrics import roc_auc_score
-
-        out["auroc"] = float(roc_auc_score(p[ok], sm.score[ok]))
-    return out
+    m = detection_metrics(sm.flagged, sm.poison, sm.cover, sm.score)
+    return {k: m[k] for k in _KEYS}
 
 
 def per_class_rows(run: RunData) -> list[dict[str, Any]]:
@@ -67,12 +46,9 @@ def _rows_from_samples(run: RunData, sm: Samples) -> list[dict[str, Any]]:
                "n_flagged": int(f.sum()), "n_poison": None, "n_false": None, "recall": None, "fpr": None,
                "precision": None}
         if gt:
-            p = sm.poison & m
-            clean = m & ~sm.poison & ~cover
-            row.update(n_poison=int(p.sum()), n_false=int((f & ~sm.poison).sum()),
-                       recall=_pct(int((f & p).sum()), int(p.sum())),
-                       fpr=_pct(int((f & clean).sum()), int(clean.sum())),
-                       precision=_pct(int((f & p).sum()), int((f & (p | clean)).sum())))
+            r = rates(sm.flagged[m], sm.poison[m], cover[m])
+            row.update(n_poison=r["n_poison"], n_false=r["n_flagged"] - r["tp"], recall=r["recall"],
+                       fpr=r["fpr"], precision=r["precision"])
         rows.append(row)
     return rows
 
