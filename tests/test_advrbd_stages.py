@@ -234,7 +234,7 @@ def test_spread_test_tells_scattered_sources_from_a_natural_neighbour():
     sources) passes; one whose second choices crowd onto a neighbour (a natural mode) does not."""
     from advrbd.defenses.advrbd.guard import MIN_SPREAD_P, evidence_classes, spread_pvalues
 
-    k, per = 5, 200
+    k, per = 5, 400
     labels = torch.arange(k).repeat_interleave(per)
     g = torch.Generator().manual_seed(0)
     second = torch.randint(0, k, (len(labels),), generator=g)
@@ -249,3 +249,5 @@ def test_spread_test_tells_scattered_sources_from_a_natural_neighbour():
     p = spread_pvalues(logits, labels, in_smaller)
     assert p[3] >= MIN_SPREAD_P and bool((p[torch.arange(k) != 3] < 1e-12).all())
     assert evidence_classes(torch.zeros(k), p) == [3]
+    small = in_smaller & (torch.arange(len(labels)) % per < 100)  # 50 per class < 20 per other class: NaN
+    assert bool(spread_pvalues(logits, labels, small).isnan().all())
