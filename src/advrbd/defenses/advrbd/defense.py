@@ -24,6 +24,7 @@ from .stages import StageStore, chain_key
 from .steps import STEPS, Run
 
 log = logging.getLogger(__name__)
+STAGE_FORMAT = 2  # bump when a stage saves other contents: older run folders then recompute, never misload
 
 
 @DEFENSES.register("advrbd", "AdvrBD: perturbation-consistency scoring, backdoor enhancement, retrain + relabel")
@@ -48,7 +49,7 @@ class AdvrBD(Defense):
 
     def run(self, ctx: DefenseContext) -> DefenseResult:
         run = Run(self, ctx)
-        key = chain_key("", "data", [asdict(ctx.recipe), len(ctx.train), self.seed])
+        key = chain_key("", "data", [STAGE_FORMAT, asdict(ctx.recipe), len(ctx.train), self.seed])
         store = StageStore(ctx.workdir, "advrbd")
         last = ctx.extra.get("stop_after")  # `advrbd audit`: flag only, no clean model
         for step in STEPS:
