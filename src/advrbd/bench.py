@@ -75,15 +75,20 @@ def _split_reserve(prep, frac: float, seed: int):
 def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defenses: Sequence[str], out: Path, *,
              rate: float = 0.05, target: int = 1, seeds: Sequence[int] = (0,), device: str = "auto",
              reserve: float = 0.05, attack_settings: dict | None = None, defense_settings: dict | None = None,
-             progress: bool = False, on_cell: Callable[[dict], None] | None = None) -> list[dict[str, Any]]:
-    """Run the grid and return all cells (finished earlier and now). ``defenses``: see ``parse_defense``."""
+             progress: bool = False, on_cell: Callable[[dict], None] | None = None,
+             precisions: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Run the grid and return all cells (finished earlier and now). ``defenses``: see ``parse_defense``.
+    ``precisions`` (e.g. fp32, int8, int4-sim): also export each cell's model to ONNX, quantize it with ONNX
+    Runtime and measure it there (``cell["deployed"]``); finished cells without them get them too."""
+    from .quant.cells import deployed_fields, load_final_model, needs_deployment, save_final_model
+
     variants = {d: parse_defense(d) for d in defenses}
     for name, variant in variants.values():  # bad settings fail now, not hours into the grid
         create_defense(name, **{**(defense_settings or {}).get(name, {}), **variant})
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     cells: list[dict] = read_json(results_path) if results_path.is_file() else []
-    done = {tuple(c.get(k) for k in KEY) for c in cells}
+    done = {tuple(c.get(k) for k in KEY): c for c in cells}
     prep = prepare(data, profile, seed=0)
     dataset = data or profile.data
     # The reserve is held out whatever defenses this call runs, so that every defense of a grid (and a
@@ -98,8 +103,9 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
             _check_attack_settings(cells, attack_name, recorded, out)
             attack = None if attack_name == "none" else create_attack(
                 attack_name, rate=rate, target=target, seed=seed, **a_settings)
-            todo = [d for d in defenses
-                    if (dataset, profile.model, attack_name, rate if attack else 0.0, d, seed, reserve) not in done]
+            keys = {d: (dataset, profile.model, attack_name, rate if attack else 0.0, d, seed, reserve) for d in defenses}
+            todo = [d for d in defenses if keys[d] not in done
+                    or needs_deployment(done[keys[d]], precisions)]  # a finished cell still to deploy
             if not todo:
                 continue
             poisoned = attack.poison(train) if attack else _clean_poisoned(train)
@@ -115,9 +121,21 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
                 ctx = make_context(poisoned.public(), profile, recipe, workdir=work / name, progress=progress,
                                    clean_reserve=clean_reserve if wants_reserve else None,
                                    standard_model=std.model, extra=extra)
-                log.info("cell %s × %s (seed %d)", attack_name, d, seed)
                 settings = {**(defense_settings or {}).get(name, {}), **variant}
+                if keys[d] in done:  # finished earlier: deploy its saved model (or re-run it from its stages)
+                    model = load_final_model(work / name, d, ctx.new_model)
+                    if model is None:
+                        log.info("re-running %s × %s from its stages to deploy it", attack_name, d)
+                        model = run_defense(name, settings, ctx, poisoned)[0].model
+                        save_final_model(work / name, d, model)
+                    if model is not None:
+                        done[keys[d]].update(deployed_fields(model, work / name, d, name, settings, poisoned.public(),
+                                                             test, attack, asr_set, recipe, precisions, seed))
+                        write_json(results_path, cells)
+                    continue
+                log.info("cell %s × %s (seed %d)", attack_name, d, seed)
                 result, seconds = run_defense(name, settings, ctx, poisoned)
+                save_final_model(work / name, d, result.model)
                 if name == "none" or result.info.get("reused_standard_training"):
                     seconds += std.seconds  # the shared standard training is part of this defense's cost
                 ev = evaluate_defense(result, poisoned.data, test, attack, poisoned if attack else None, asr_set)
@@ -132,6 +150,9 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
                         "clean_reserve": len(clean_reserve) if clean_reserve is not None and wants_reserve else 0,
                         "history": list(result.history) or None,
                         "stage_seconds": result.info.get("stage_seconds"), **env}
+                if precisions and result.model is not None:
+                    cell.update(deployed_fields(result.model, work / name, d, name, settings, poisoned.public(),
+                                                test, attack, asr_set, recipe, precisions, seed))
                 cells.append(cell)
                 write_json(results_path, cells)
                 if on_cell:

@@ -14,6 +14,7 @@ from .errors import BadInputError
 
 # Each command module defines HELP (one line), EXAMPLE, add_arguments(parser) and run(args) -> int.
 COMMANDS = ("train", "evaluate", "poison", "defend", "bench", "demo", "report", "list")
+COMMANDS += ("export",)
 
 EPILOG = """examples:
   advrbd demo                                   # poison bundled digits, defend, write demo-run/report.html

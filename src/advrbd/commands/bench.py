@@ -37,6 +37,11 @@ def add_arguments(p) -> None:
                    help="folder with the paper toolkits' trigger images (hellokitty_32.png, firefox_corner_32.png, "
                    "firefox_corner_split_{1..4}_32.png): blend, adaptive_blend, physical and adaptive_patch use "
                    "them instead of the generated defaults (paper Table I); --set NAME.trigger=... wins")
+    p.add_argument("--precisions", metavar="LIST", default=None,
+                   help="also deploy every cell's model: ONNX export (fp32) and ONNX Runtime static quantization "
+                   "(int8; int4 = int4-sim, simulated INT4 weights), ACC/ASR measured with ORT, Neural Cleanse "
+                   "re-run on each artefact; writes deployed.md. On an existing --out, finished cells are deployed "
+                   "from their saved models / stage checkpoints, not retrained. E.g. fp32,int8,int4")
     p.add_argument("--out", required=True, help="output directory (a rerun resumes it)")
     add_output_flags(p)
 
@@ -73,6 +78,11 @@ def run(args) -> int:
         for a, files in paper_trigger_settings(args.triggers).items():
             if a in attacks:
                 per[a] = {**files, **per.get(a, {})}
+    precisions = []
+    if args.precisions:
+        from ..quant.onnx_export import parse_precisions
+
+        precisions = parse_precisions(args.precisions)
     out = out_dir(args.out)
     quiet = args.quiet or args.json
 
@@ -92,8 +102,13 @@ def run(args) -> int:
                      seeds=[int(s) for s in args.seeds.split(",")], device=args.device, reserve=args.reserve,
                      attack_settings={k: v for k, v in per.items() if k in ATTACKS},
                      defense_settings={k: v for k, v in per.items() if k not in ATTACKS},
-                     progress=progress_on(args), on_cell=on_cell)
+                     progress=progress_on(args), on_cell=on_cell, precisions=precisions)
     report = write_outputs(out, cells)
+    if precisions:
+        from ..io import atomic_write_text
+        from ..quant.table import deployed_markdown
+
+        atomic_write_text(out / "deployed.md", deployed_markdown(cells))
     emit(args, f"{len(cells)} cells; wrote {out / 'results.json'}, results.csv, results.md, {report}",
          {"cells": cells, "out": str(out), "report": str(report)})
     return 0
