@@ -5,8 +5,9 @@ of the model a user ships rather than of a simulation).
   exports every advrbd model), normalization included (it is the model's first layer), dynamic batch.
   Validated with ``onnx.checker`` and by ONNX Runtime's outputs against PyTorch's (``FP32_ATOL``/``FP32_RTOL``).
 - ``int8``: ``onnxruntime.quantization.quantize_static``, QDQ format, per-channel INT8 weights, INT8
-  activations calibrated (MinMax) on a few hundred training images. ORT's CPU provider fuses the QDQ pairs
-  into integer kernels (QLinearConv), so this is what INT8 deployment computes.
+  activations calibrated (MinMax) on a few hundred training images. ORT's CPU provider fuses QDQ groups into
+  integer kernels where its fusions apply (fastnet ×½: 3 of 7 convolutions become QLinearConv, the Gemm QGemm)
+  and runs the rest as dequantize → float op → quantize, the same values up to float rounding.
 - ``int4-sim``: the same tool with per-channel INT4 weights (W4A8). No runtime here has INT4 convolution
   kernels: ORT dequantizes the INT4 weights and convolves in float, so INT4 is *simulated* (as in paper 000)
   and named so. The rounding is ORT's in both quantized artefacts; advrbd rounds nothing here.
@@ -157,5 +158,6 @@ def quantize_onnx(fp32_path: str | Path, out: str | Path, calibration: torch.Ten
     _replace_atomically(write, out)
     return {"precision": precision, "n_calibration": len(x), "format": "QDQ", "per_channel_weights": True,
             "weights": "int8" if precision == "int8" else "int4", "activations": "int8", "calibration": "minmax",
-            "executed_as": "integer kernels (ORT CPU)" if precision == "int8"
+            "executed_as": "ORT CPU: integer kernels where ORT fuses the QDQ groups, else dequantize-op-quantize"
+            if precision == "int8"
             else "INT4 weights dequantized to float by ORT (no INT4 convolution kernel): simulated INT4"}
