@@ -77,12 +77,17 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
              rate: float | Sequence[float] = 0.05, target: int | Sequence[int] = 1, seeds: Sequence[int] = (0,),
              device: str = "auto", reserve: float = 0.05, attack_settings: dict | None = None,
              defense_settings: dict | None = None, role: str | None = None, progress: bool = False,
-             on_cell: Callable[[dict], None] | None = None, results_file: str = "results.json") -> list[dict[str, Any]]:
+             on_cell: Callable[[dict], None] | None = None, results_file: str = "results.json",
+             precisions: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Run the grid seeds × rates × targets × attacks × defenses and return all cells (finished earlier and
     now). ``attacks`` and ``defenses``: names or variants (``parse_entry``). ``role``: "tuning" or
     "validation", recorded on every new cell so a results file says which cells chose the settings.
     ``results_file``: where cells are written, relative to ``out`` (a ``bench --jobs`` worker writes its own
-    file; cells already in ``out/results.json`` count as done too)."""
+    file; cells already in ``out/results.json`` count as done too). ``precisions`` (e.g. fp32, int8, int4-sim):
+    also export each cell's model to ONNX, quantize it with ONNX Runtime and measure it there
+    (``cell["deployed"]``); finished cells without them get them too."""
+    from .quant.cells import deployed_fields, load_final_model, needs_deployment, save_final_model
+
     rates = [rate] if isinstance(rate, (int, float)) else list(rate)
     targets = [target] if isinstance(target, int) else list(target)
     variants = {d: parse_entry(d) for d in defenses}
@@ -95,8 +100,9 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
     out.mkdir(parents=True, exist_ok=True)
     results_path, shared = out / results_file, out / "results.json"
     cells: list[dict] = read_json(results_path) if results_path.is_file() else []
-    done = {tuple(c.get(k) for k in KEY) for c in cells + (
-        read_json(shared) if shared != results_path and shared.is_file() else [])}
+    done = {tuple(c.get(k) for k in KEY): c for c in cells}
+    for c in read_json(shared) if shared != results_path and shared.is_file() else []:
+        done.setdefault(tuple(c.get(k) for k in KEY), c)
     prep = prepare(data, profile, seed=0)
     dataset = data or profile.data
     # The reserve is held out whatever defenses this call runs, so that every defense of a grid (and a
@@ -113,7 +119,9 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
         _check_attack_settings(cells, attack_entry, recorded, out)
         attack = None if attack_name == "none" else create_attack(
             attack_name, rate=r, target=t, seed=seed, **a_settings)
-        todo = [d for d in defenses if (dataset, profile.model, attack_entry, r, t, d, seed, reserve) not in done]
+        keys = {d: (dataset, profile.model, attack_entry, r, t, d, seed, reserve) for d in defenses}
+        todo = [d for d in defenses if keys[d] not in done
+                or needs_deployment(done[keys[d]], precisions)]  # a finished cell still to deploy
         if not todo:
             continue
         poisoned = attack.poison(train) if attack else _clean_poisoned(train)
@@ -129,9 +137,21 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
             ctx = make_context(poisoned.public(), profile, recipe, workdir=std.work / name, progress=progress,
                                clean_reserve=clean_reserve if wants_reserve else None,
                                standard_model=std.model, extra=extra)
-            log.info("cell %s × %s (target %s, rate %s, seed %d)", attack_entry, d, t, r, seed)
             settings = {**(defense_settings or {}).get(name, {}), **variant}
+            if keys[d] in done:  # finished earlier: deploy its saved model (or re-run it from its stages)
+                model = load_final_model(std.work / name, d, ctx.new_model)
+                if model is None:
+                    log.info("re-running %s × %s from its stages to deploy it", attack_entry, d)
+                    model = run_defense(name, settings, ctx, poisoned)[0].model
+                    save_final_model(std.work / name, d, model)
+                if model is not None:
+                    done[keys[d]].update(deployed_fields(model, std.work / name, d, name, settings, poisoned.public(),
+                                                         test, attack, asr_set, recipe, precisions, seed))
+                    write_json(results_path, cells)
+                continue
+            log.info("cell %s × %s (target %s, rate %s, seed %d)", attack_entry, d, t, r, seed)
             result, seconds = run_defense(name, settings, ctx, poisoned)
+            save_final_model(std.work / name, d, result.model)
             if name == "none" or result.info.get("reused_standard_training"):
                 seconds += std.seconds  # the shared standard training is part of this defense's cost
             ev = evaluate_defense(result, poisoned.data, test, attack, poisoned if attack else None, asr_set)
@@ -145,6 +165,9 @@ def run_grid(profile: Profile, data: str | None, attacks: Sequence[str], defense
                     "clean_reserve": len(clean_reserve) if clean_reserve is not None and wants_reserve else 0,
                     "history": list(result.history) or None,
                     "stage_seconds": result.info.get("stage_seconds"), **env}
+            if precisions and result.model is not None:
+                cell.update(deployed_fields(result.model, std.work / name, d, name, settings, poisoned.public(),
+                                            test, attack, asr_set, recipe, precisions, seed))
             cells.append(cell)
             write_json(results_path, cells)
             if on_cell:

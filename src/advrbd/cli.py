@@ -17,6 +17,7 @@ from .errors import BadInputError
 # Each command module defines HELP (one line), EXAMPLE, add_arguments(parser) and run(args) -> int.
 COMMANDS = ("train", "evaluate", "poison", "defend", "audit", "bench", "demo", "report", "list")
 SHARDED = ("train", "defend", "audit", "bench")  # under torchrun every rank runs these (dist.py)
+COMMANDS += ("export",)
 
 EPILOG = """examples:
   advrbd demo                                   # poison bundled digits, defend, write demo-run/report.html

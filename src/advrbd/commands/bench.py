@@ -45,6 +45,11 @@ def add_arguments(p) -> None:
                    "them instead of the generated defaults (paper Table I); --set NAME.trigger=... wins")
     p.add_argument("--jobs", type=int, default=1, metavar="K",
                    help="run K attack units at once, one process each, on the same device (default 1)")
+    p.add_argument("--precisions", metavar="LIST", default=None,
+                   help="also deploy every cell's model: ONNX export (fp32) and ONNX Runtime static quantization "
+                   "(int8; int4 = int4-sim, simulated INT4 weights), ACC/ASR measured with ORT, Neural Cleanse "
+                   "re-run on each artefact; writes deployed.md. On an existing --out, finished cells are deployed "
+                   "from their saved models / stage checkpoints, not retrained. E.g. fp32,int8,int4")
     p.add_argument("--out", required=True, help="output directory (a rerun resumes it)")
     add_output_flags(p)
 
@@ -90,6 +95,11 @@ def run(args) -> int:
         for a, files in paper_trigger_settings(args.triggers).items():
             if a in {parse_entry(e)[0] for e in attacks}:
                 per[a] = {**files, **per.get(a, {})}
+    precisions = []
+    if args.precisions:
+        from ..quant.onnx_export import parse_precisions
+
+        precisions = parse_precisions(args.precisions)
     out = out_dir(args.out)
     quiet = args.quiet or args.json
 
@@ -109,7 +119,7 @@ def run(args) -> int:
                   f"{c['seconds']:7.1f} s", flush=True)
 
     kw = dict(rate=_numbers(args.rates, float, "--rates"), target=_numbers(args.targets, int, "--targets"),
-              device=args.device, reserve=args.reserve, role=args.role,
+              device=args.device, reserve=args.reserve, role=args.role, precisions=precisions,
               attack_settings={k: v for k, v in per.items() if k in ATTACKS},
               defense_settings={k: v for k, v in per.items() if k not in ATTACKS})
     seeds = _numbers(args.seeds, int, "--seeds")
@@ -122,6 +132,11 @@ def run(args) -> int:
         cells = run_grid(profile, args.data, attacks, defenses, out, seeds=seeds, progress=progress_on(args),
                          on_cell=on_cell, **kw)
     report = write_outputs(out, cells)
+    if precisions:
+        from ..io import atomic_write_text
+        from ..quant.table import deployed_markdown
+
+        atomic_write_text(out / "deployed.md", deployed_markdown(cells))
     emit(args, f"{len(cells)} cells; wrote {out / 'results.json'}, results.csv, results.md, {report}",
          {"cells": cells, "out": str(out), "report": str(report)})
     return 0

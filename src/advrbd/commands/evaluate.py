@@ -9,14 +9,18 @@ from ..metrics.model import evaluate
 from .common import add_output_flags, emit, load_run_model
 
 HELP = "measure clean accuracy (and attack success rate with --attack-from) of a run's model"
-EXAMPLE = "advrbd evaluate --run runs/defended --attack-from poisoned/badnet --quant"
+EXAMPLE = "advrbd evaluate --run runs/defended --attack-from poisoned/badnet --precision fp32,int8,int4"
 
 
 def add_arguments(p) -> None:
     p.add_argument("--run", required=True, help="run directory written by train or defend")
     p.add_argument("--data", help="test data spec (default: the run's data)")
     p.add_argument("--attack-from", metavar="DIR", help="directory written by `advrbd poison`: measure ASR of its attack")
-    p.add_argument("--quant", action="store_true", help="also evaluate simulated INT8 / INT4 weight quantization")
+    p.add_argument("--quant", action="store_true",
+                   help="also evaluate SIMULATED INT8 / INT4 weight rounding in PyTorch (not a deployed model; see --precision)")
+    p.add_argument("--precision", metavar="LIST", default=None,
+                   help="deployed artefacts to measure with ONNX Runtime: fp32 (ONNX export), int8 (ORT static QDQ "
+                   "quantization), int4 (= int4-sim: INT4 weights run dequantized); e.g. fp32,int8,int4. Files go to RUN/deploy/")
     p.add_argument("--resize", type=int, default=None, help="resize test images to N×N")
     add_output_flags(p)
 
@@ -48,13 +52,25 @@ def run(args) -> int:
         from ..quant import quantized_metrics
 
         out["quant"] = quantized_metrics(model, test, attack)
+    if args.precision:
+        from ..quant.deployed import deploy_and_measure
+        from ..quant.onnx_export import parse_precisions
+
+        r = deploy_and_measure(model, Path(args.run) / "deploy", splits.train, test, attack,
+                               precisions=parse_precisions(args.precision))
+        out["deployed"] = r["metrics"]
+        out["deployed_validation"] = r["validation"]
     write_json(Path(args.run) / "eval.json", out)
     text = f"ACC {ev.acc:.2f}% (n={ev.n_test})"
     if ev.asr is not None:
         text += f"  ASR {ev.asr:.2f}% (n={ev.n_asr}, attack {attack.name})"
     if args.quant:
         text += "\n" + "\n".join(
-            f"  {k:>5}: ACC {v['acc']:.2f}%" + (f"  ASR {v['asr']:.2f}%" if v["asr"] is not None else "")
+            f"  {k:>5} (simulated): ACC {v['acc']:.2f}%" + (f"  ASR {v['asr']:.2f}%" if v["asr"] is not None else "")
             for k, v in out["quant"].items())
+    if args.precision:
+        text += "\ndeployed (ONNX Runtime, CPU):\n" + "\n".join(
+            f"  {k:>8}: ACC {v['acc']:.2f}%" + (f"  ASR {v['asr']:.2f}%" if v["asr"] is not None else "")
+            for k, v in out["deployed"].items())
     emit(args, text, out)
     return 0

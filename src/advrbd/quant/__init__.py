@@ -1,5 +1,10 @@
 """Quantized-deployment check (paper 000: a defense judged at FP32 can fail at INT8/INT4).
 
+Two paths. The deployed one (:mod:`.onnx_export`, :mod:`.deployed`): the model exported to ONNX and
+quantized by ONNX Runtime, measured in ONNX Runtime (``advrbd export``, ``evaluate --precision``,
+``bench --precisions``). This module's functions are the older SIMULATED check (``--quant``): nothing is
+deployed, and the keys ``int8`` / ``int4`` of its output mean simulated weight rounding.
+
 Simulated weight-only quantization: every Conv2d/Linear weight is rounded to a symmetric per-output-
 channel grid of 2^(bits−1)−1 levels (INT8: 127, INT4: 7) and de-quantized back to float, activations stay
 float, and inference runs in float32. This matches the accuracy effect of weight-only INT8/INT4 deployment; it is not a speed benchmark.

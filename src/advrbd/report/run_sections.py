@@ -232,7 +232,8 @@ def metrics_section(run: RunData) -> Section:
                   f"{q[k]['acc'] - base:+.2f}" if isinstance(base, (int, float)) and isinstance(
                       (q[k] or {}).get("acc"), (int, float)) else DASH] for k in keys]
         blocks.append(Table(["weights", "ACC %", "ASR %", "ΔACC vs FP32"], qrows,
-                            "Quantized deployment: INT8 dynamic / weight-only, INT4 simulated weight quantization."))
+                            "Simulated quantization (PyTorch, weights rounded per channel, float activations); "
+                            "the deployed ONNX Runtime artefacts: advrbd evaluate --precision fp32,int8,int4."))
     else:
         blocks.append(not_available("no quantized evaluation in evaluation.json"))
     return Section("metrics", "Model metrics", blocks)
